@@ -1,0 +1,3 @@
+from sgbridge.cli import main
+
+main()

@@ -1,0 +1,110 @@
+"""build_app(settings): the Starlette application; its lifespan runs the delivery workers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+from collections.abc import AsyncIterator
+
+import httpx
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from sgbridge.delivery import metrics
+from sgbridge.delivery.worker import DeliveryWorker
+from sgbridge.destinations.segment import SegmentDestination
+from sgbridge.inbound.routes import SendGridInbound
+from sgbridge.journal import Journal
+from sgbridge.journal.housekeeping import prune
+from sgbridge.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Bridge:
+    """Everything one process runs: the journal, the inbound handlers and the workers."""
+
+    def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.settings = settings
+        self.journal = Journal(settings.database_url)
+        self.workers: list[DeliveryWorker] = []
+        self.client = httpx.AsyncClient(transport=transport, limits=httpx.Limits(max_connections=32))
+        if any(settings.write_key_for(name) for name in settings.sources):
+            segment = SegmentDestination(settings, self.client)
+            self.workers.append(DeliveryWorker(self.journal, segment, settings.delivery, segment.url))
+        else:
+            log.warning("no Segment write key configured (SEGMENT_WRITE_KEY): events are stored, not forwarded")
+        self.sendgrid = SendGridInbound(settings, self.journal, self.wake)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def wake(self) -> None:
+        for worker in self.workers:
+            worker.wake()
+
+    async def start(self) -> None:
+        if self.journal.dialect.name == "sqlite":
+            self.journal.release_claims()
+        self._tasks = [asyncio.create_task(w.run()) for w in self.workers]
+        self._tasks.append(asyncio.create_task(self._housekeeping()))
+
+    async def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.client.aclose()
+        self.journal.close()
+
+    async def _housekeeping(self) -> None:
+        while True:
+            try:
+                stats = await self.journal.stats_async()
+                for worker in self.workers:
+                    name = worker.destination.name
+                    metrics.BACKLOG.labels(name).set(stats["max_seq"] - stats["cursors"].get(name, 0))
+                await prune(self.journal, self.settings.ingest, [w.destination.name for w in self.workers])
+            except Exception:
+                log.exception("housekeeping failed")
+            await asyncio.sleep(30)
+
+
+def build_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> Starlette:
+    bridge = Bridge(settings, transport)
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "database": bridge.journal.dialect.name,
+                             "destinations": [w.destination.name for w in bridge.workers]})
+
+    async def metrics_endpoint(request: Request) -> Response:
+        if token is not None:
+            given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+            if not hmac.compare_digest(given.encode(), token.encode()):
+                return JSONResponse({"error": "metrics need the configured bearer token"}, status_code=401)
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await bridge.start()
+        try:
+            yield
+        finally:
+            await bridge.stop()
+
+    app = Starlette(
+        routes=[
+            Route("/webhooks/sendgrid", bridge.sendgrid.handle, methods=["POST"]),
+            Route("/webhooks/sendgrid/{source}", bridge.sendgrid.handle, methods=["POST"]),
+            Route("/healthz", healthz),
+            Route("/metrics", metrics_endpoint),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.bridge = bridge
+    return app

@@ -1,0 +1,1 @@
+"""④ Delivery: claim a window of the log → send → classify → settle."""

@@ -1,0 +1,18 @@
+"""Prometheus metrics: fixed per-stage counters, labelled by source or destination only."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+INBOUND_REQUESTS = Counter("sgbridge_inbound_requests", "Webhook requests by source and HTTP status",
+                           ["source", "status"])
+INBOUND_EVENTS = Counter("sgbridge_inbound_events", "Webhook events by source and result (accepted, duplicate)",
+                         ["source", "result"])
+DELIVERY_EVENTS = Counter("sgbridge_delivery_events", "Events settled by destination and outcome",
+                          ["destination", "outcome"])
+DELIVERY_ATTEMPTS = Counter("sgbridge_delivery_attempts", "HTTP attempts by destination and outcome",
+                            ["destination", "outcome"])
+DELIVERY_LATENCY = Histogram("sgbridge_delivery_latency_seconds", "From receipt to acceptance by the destination",
+                             ["destination"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600))
+BACKLOG = Gauge("sgbridge_delivery_backlog", "Events stored but not yet past the destination's cursor",
+                ["destination"])

@@ -1,0 +1,183 @@
+"""The delivery loop for one destination: claim a window of the log, send, settle.
+
+A window is a contiguous range of the log claimed by one worker (several processes on
+PostgreSQL claim different windows). Inside a window, each batch is retried with backoff
+until it is delivered, rejected, or its events pass the maximum age; only then is the window
+completed and the destination's cursor moved. Exceptions (drops, rejections) are stored as
+outcome rows; delivered is the default for everything the cursor has passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from typing import Any, cast
+
+from sgbridge.delivery import metrics
+from sgbridge.delivery.retry import backoff_delay
+from sgbridge.destinations.base import Batch, BatchDestination
+from sgbridge.journal import Journal
+from sgbridge.model import AttemptRecord, OutcomeRecord, Window
+from sgbridge.outcomes import DELIVERED, REJECTED, Delivered, Rejected, Retry
+from sgbridge.settings import DeliverySettings
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryWorker:
+    def __init__(self, journal: Journal, destination: BatchDestination, settings: DeliverySettings,
+                 url: str = "") -> None:
+        self.journal = journal
+        self.destination = destination
+        self.settings = settings
+        self.url = url
+        self.owner = f"{uuid.uuid4().hex[:12]}"
+        self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """New events were appended: skip the poll sleep."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    async def run(self) -> None:
+        lanes = [asyncio.create_task(self._lane(i)) for i in range(self.settings.concurrency)]
+        lanes.append(asyncio.create_task(self._replay_lane()))
+        try:
+            await self._stop.wait()
+        finally:
+            for lane in lanes:
+                lane.cancel()
+            await asyncio.gather(*lanes, return_exceptions=True)
+
+    async def _sleep(self, seconds: float) -> None:
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+
+    async def _lane(self, index: int) -> None:
+        name = self.destination.name
+        while not self._stop.is_set():
+            try:
+                window = await self.journal.claim_window(name, self.owner, self.settings.window_events,
+                                                         self.settings.lease_seconds)
+                if window is None:
+                    await self._sleep(self.settings.poll_seconds * (1 + index))
+                    continue
+                await self.process_window(window)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("delivery lane %s/%d failed; retrying in 1 s", name, index)
+                await asyncio.sleep(1.0)
+
+    async def process_window(self, window: Window) -> None:
+        batches, records = self.destination.prepare(window.events)
+        results = await asyncio.gather(*(self._deliver(window, b) for b in batches))
+        for rejected in results:
+            records.extend(rejected)
+        await self.journal.complete_window(window, records)
+        self._count(len(window.events), records)
+
+    def _count(self, total: int, records: list[OutcomeRecord]) -> None:
+        name = self.destination.name
+        by_status: dict[str, int] = {}
+        for r in records:
+            by_status[r.status] = by_status.get(r.status, 0) + 1
+        for status, count in by_status.items():
+            metrics.DELIVERY_EVENTS.labels(name, status).inc(count)
+        metrics.DELIVERY_EVENTS.labels(name, DELIVERED).inc(total - len(records))
+
+    async def _attempt(self, batch: Batch) -> Any:
+        started = time.time()
+        outcome = await self.destination.send(batch)
+        seqs = [m.seq for m in batch.messages]
+        kind = type(outcome).__name__.lower()
+        detail = getattr(outcome, "reason", "")
+        code = getattr(outcome, "status_code", None)
+        metrics.DELIVERY_ATTEMPTS.labels(self.destination.name, kind).inc()
+        await self.journal.record_attempts([AttemptRecord(
+            self.destination.name, started, (time.time() - started) * 1000, self.url, code, kind, detail, seqs)])
+        if isinstance(outcome, Delivered):
+            done = time.time()
+            hist = metrics.DELIVERY_LATENCY.labels(self.destination.name)
+            for m in batch.messages:
+                hist.observe(done - m.received_at)
+        return outcome
+
+    async def _deliver(self, window: Window, batch: Batch) -> list[OutcomeRecord]:
+        """Send one batch until it is settled; returns the rejected events' records."""
+        rejected: list[OutcomeRecord] = []
+        queue = [batch]
+        failures = 0
+        while queue:
+            current = queue.pop()
+            outcome = await self._attempt(current)
+            if isinstance(outcome, Delivered):
+                continue
+            if isinstance(outcome, Rejected):
+                if outcome.status_code == 400 and len(current.messages) > 1:
+                    queue.extend(self.destination.split(current))  # find the event the API objects to
+                else:
+                    rejected.extend(OutcomeRecord(m.seq, REJECTED, outcome.reason, outcome.status_code)
+                                    for m in current.messages)
+                continue
+            retry = cast(Retry, outcome)
+            failures += 1
+            cutoff = time.time() - self.settings.max_age_seconds
+            expired = [m for m in current.messages if m.received_at < cutoff]
+            if expired:
+                reason = f"not delivered within the maximum age after {failures} attempts; last: {retry.reason}"
+                rejected.extend(OutcomeRecord(m.seq, REJECTED, reason, retry.status_code) for m in expired)
+                current.messages[:] = [m for m in current.messages if m.received_at >= cutoff]
+                if not current.messages:
+                    continue
+            delay = backoff_delay(failures, self.settings, retry.after)
+            log.warning("%s: %d events to retry in %.1fs (%s)", self.destination.name,
+                        len(current.messages), delay, retry.reason)
+            await self.journal.extend_claim(window.claim_id, self.settings.lease_seconds + delay,
+                                            retry.reason, time.time() + delay)
+            await asyncio.sleep(delay)
+            queue.append(current)
+        return rejected
+
+    async def _replay_lane(self) -> None:
+        """Dead letters an operator asked to replay: one try per request, no maximum age."""
+        name = self.destination.name
+        while not self._stop.is_set():
+            try:
+                window = await self.journal.claim_replays(name, self.settings.window_events,
+                                                          self.settings.lease_seconds)
+                if window is None:
+                    await asyncio.sleep(max(1.0, self.settings.poll_seconds))
+                    continue
+                await self._replay(window)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("replay lane %s failed; retrying in 1 s", name)
+                await asyncio.sleep(1.0)
+
+    async def _replay(self, window: Window) -> None:
+        batches, records = self.destination.prepare(window.events)
+        retry_at: dict[int, float] = {}
+        for batch in batches:
+            outcome = await self._attempt(batch)
+            seqs = [m.seq for m in batch.messages]
+            if isinstance(outcome, Delivered):
+                records.extend(OutcomeRecord(s, DELIVERED, "delivered on replay", outcome.status_code) for s in seqs)
+            elif isinstance(outcome, Retry):
+                at = time.time() + backoff_delay(1, self.settings, outcome.after)
+                retry_at.update((s, at) for s in seqs)
+                records.extend(OutcomeRecord(s, REJECTED, outcome.reason, outcome.status_code) for s in seqs)
+            else:
+                reason = getattr(outcome, "reason", "rejected")
+                records.extend(OutcomeRecord(s, REJECTED, reason, getattr(outcome, "status_code", None))
+                               for s in seqs)
+        await self.journal.settle_replays(self.destination.name, records, retry_at)

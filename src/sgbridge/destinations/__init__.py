@@ -1,0 +1,1 @@
+"""⑤ Destinations: HTTP clients that turn a batch into requests and classify the responses."""

@@ -1,0 +1,33 @@
+"""What the delivery worker needs from a destination that sends batches of log events."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from sgbridge.model import OutcomeRecord, StoredEvent
+from sgbridge.outcomes import Outcome
+
+
+class Message(Protocol):
+    seq: int
+    received_at: float
+
+
+class Batch(Protocol):
+    @property
+    def messages(self) -> list[Message]: ...
+
+
+class BatchDestination(Protocol):
+    name: str
+
+    # Batches are the destination's own type; the worker only reads ``batch.messages``.
+    def prepare(self, events: list[StoredEvent]) -> tuple[list[Any], list[OutcomeRecord]]:
+        """Map events into batches ready to send, plus the events that will not be sent."""
+        ...
+
+    def split(self, batch: Any) -> list[Any]:
+        """Halve a batch the API refused as a whole, to find the event it objects to."""
+        ...
+
+    async def send(self, batch: Any) -> Outcome: ...

@@ -1,0 +1,1 @@
+"""① Inbound: HTTP requests → verified, parsed events ready for the journal."""

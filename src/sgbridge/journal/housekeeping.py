@@ -1,0 +1,49 @@
+"""Pruning: the log keeps events for the dedupe window (and tracing), not forever.
+
+An event is removed only when every destination's cursor has passed it, it is older than
+the retention (never shorter than the dedupe window), and it is not a dead letter.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from sgbridge.journal.journal import Journal
+from sgbridge.outcomes import REJECTED, REPLAY_REQUESTED
+from sgbridge.settings import IngestSettings
+
+CHUNK = 10_000
+
+
+async def prune(journal: Journal, ingest: IngestSettings, destinations: Sequence[str],
+                now: float | None = None) -> int:
+    cutoff = (now or time.time()) - max(ingest.retention_seconds, ingest.dedupe_window_seconds)
+    q = journal.q
+
+    def job(conn: Any) -> int:
+        first = conn.execute("SELECT MIN(seq) FROM events").fetchone()[0]
+        if first is None:
+            return 0
+        limit = int(first) + CHUNK
+        for name in destinations:
+            row = conn.execute(q("SELECT position FROM cursors WHERE destination = ?"), (name,)).fetchone()
+            limit = min(limit, int(row[0]) if row else 0)
+        removed = conn.execute(q(
+            "DELETE FROM events WHERE seq <= ? AND received_at < ? AND seq NOT IN "
+            "(SELECT seq FROM outcomes WHERE status IN (?, ?, 'replaying'))"),
+            (limit, cutoff, REJECTED, REPLAY_REQUESTED)).rowcount
+        conn.execute(q("DELETE FROM requests WHERE received_at < ? AND id < "
+                       "(SELECT COALESCE(MIN(request_id), 0) FROM events)"), (cutoff,))
+        conn.execute(q("DELETE FROM attempts WHERE started_at < ?"), (cutoff,))
+        conn.execute(q("DELETE FROM outcomes WHERE updated_at < ? AND status NOT IN (?, ?, 'replaying')"),
+                     (cutoff, REJECTED, REPLAY_REQUESTED))
+        return int(removed)
+
+    total = 0
+    while True:  # chunks keep each transaction short so ingestion is not held up
+        removed = await journal.run(job)
+        total += removed
+        if removed < CHUNK // 2:
+            return total

@@ -1,0 +1,278 @@
+"""The journal: durable event log, per-destination cursors, claims, outcomes and attempts.
+
+Every method runs its SQL in the writer thread (see writer.py) and returns an awaitable; the
+``*_sync`` variants are for the CLI, which has no event loop of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+import orjson
+
+from sgbridge import outcomes as oc
+from sgbridge.journal.dialect import Dialect, dialect_for
+from sgbridge.journal.writer import Writer
+from sgbridge.model import (
+    AppendResult,
+    AttemptRecord,
+    InboundRequest,
+    OutcomeRecord,
+    StoredEvent,
+    Window,
+)
+
+T = TypeVar("T")
+_EVENT_FIELDS = "seq, source, event_type, received_at, COALESCE(id_key, fp_key), body"
+DEAD = (oc.REJECTED,)
+
+
+def _stored(row: Sequence[Any]) -> StoredEvent:
+    return StoredEvent(int(row[0]), row[1], row[2], float(row[3]), bytes(row[4]), bytes(row[5]))
+
+
+class Journal:
+    def __init__(self, database_url: str) -> None:
+        self.url = database_url
+        self.dialect: Dialect = dialect_for(database_url)
+        self._apply_schema()
+        self._writer = Writer(self.dialect)
+        self.q = self.dialect.sql
+
+    # -- plumbing -------------------------------------------------------------------------
+    def _apply_schema(self) -> None:
+        conn = self.dialect.connect()
+        try:
+            if self.dialect.name == "postgres":
+                conn.execute("SELECT pg_advisory_lock(7281)")  # two processes starting at once
+            for statement in self.dialect.schema().split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            if self.dialect.name == "postgres":
+                conn.execute("SELECT pg_advisory_unlock(7281)")
+        finally:
+            conn.close()
+
+    def _submit(self, fn: Callable[[Any], T], appends: bool = False) -> Future[T]:
+        return self._writer.submit(fn, appends=appends)
+
+    async def run(self, fn: Callable[[Any], T], appends: bool = False) -> T:
+        return await asyncio.wrap_future(self._submit(fn, appends))
+
+    def run_sync(self, fn: Callable[[Any], T]) -> T:
+        return self._submit(fn).result()
+
+    def close(self) -> None:
+        self._writer.close()
+
+    @property
+    def commits(self) -> int:
+        return self._writer.commits
+
+    # -- inbound --------------------------------------------------------------------------
+    async def append(self, request: InboundRequest) -> AppendResult:
+        """Store a request and its events; returns only after the commit is durable."""
+        dialect = self.dialect
+
+        def job(conn: Any) -> AppendResult:
+            request_id = dialect.insert_returning_id(
+                conn,
+                "INSERT INTO requests (source, received_at, event_count, body) VALUES (?,?,?,?)",
+                (request.source, request.received_at, len(request.events), request.body),
+            )
+            rows = [
+                (request_id, e.source, request.received_at, e.event_type, e.id_key, e.fp_key, e.body)
+                for e in request.events
+            ]
+            accepted = dialect.insert_events(conn, rows) if rows else 0
+            return AppendResult(accepted, len(rows) - accepted, request_id)
+
+        return await self.run(job, appends=True)
+
+    # -- delivery: windows over the log ---------------------------------------------------
+    async def claim_window(self, destination: str, owner: str, limit: int, lease: float) -> Window | None:
+        q, lock = self.q, " FOR UPDATE" if self.dialect.name == "postgres" else ""
+
+        def job(conn: Any) -> Window | None:
+            now = time.time()
+            conn.execute(q("INSERT INTO cursors (destination, position) VALUES (?, 0) ON CONFLICT DO NOTHING"),
+                         (destination,))
+            position = conn.execute(q(f"SELECT position FROM cursors WHERE destination = ?{lock}"),
+                                    (destination,)).fetchone()[0]
+            stale = conn.execute(q(
+                "SELECT id, seq_lo, seq_hi FROM claims WHERE destination = ? AND done = 0 AND expires_at < ? "
+                "ORDER BY seq_lo LIMIT 1"), (destination, now)).fetchone()
+            if stale:  # its owner died or stalled: take it over; deterministic ids make a resend safe
+                claim_id, lo, hi = int(stale[0]), int(stale[1]), int(stale[2])
+                conn.execute(q("UPDATE claims SET owner = ?, expires_at = ? WHERE id = ?"),
+                             (owner, now + lease, claim_id))
+                rows = conn.execute(q(f"SELECT {_EVENT_FIELDS} FROM events WHERE seq BETWEEN ? AND ? ORDER BY seq"),
+                                    (lo, hi)).fetchall()
+                return Window(claim_id, destination, lo, hi, [_stored(r) for r in rows])
+            top = conn.execute(q("SELECT MAX(seq_hi) FROM claims WHERE destination = ?"), (destination,)).fetchone()[0]
+            start = max(int(position), int(top or 0))
+            rows = conn.execute(q(f"SELECT {_EVENT_FIELDS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?"),
+                                (start, limit)).fetchall()
+            if not rows:
+                return None
+            hi = int(rows[-1][0])
+            claim_id = self.dialect.insert_returning_id(
+                conn, "INSERT INTO claims (destination, seq_lo, seq_hi, owner, expires_at) VALUES (?,?,?,?,?)",
+                (destination, start + 1, hi, owner, now + lease))
+            return Window(claim_id, destination, start + 1, hi, [_stored(r) for r in rows])
+
+        return await self.run(job)
+
+    async def extend_claim(self, claim_id: int, lease: float, last_error: str | None = None,
+                           next_attempt_at: float | None = None) -> None:
+        q = self.q
+
+        def job(conn: Any) -> None:
+            conn.execute(q("UPDATE claims SET expires_at = ?, attempts = attempts + 1, last_error = ?, "
+                           "next_attempt_at = ? WHERE id = ?"),
+                         (time.time() + lease, last_error, next_attempt_at, claim_id))
+
+        await self.run(job)
+
+    async def record_attempts(self, attempts: Sequence[AttemptRecord]) -> None:
+        rows = [(a.destination, a.started_at, a.duration_ms, a.url, a.status_code, a.outcome, a.detail[:2000],
+                 len(a.seqs), min(a.seqs), max(a.seqs), orjson.dumps(a.seqs).decode()) for a in attempts if a.seqs]
+
+        def job(conn: Any) -> None:
+            self.dialect.executemany(conn, (
+                "INSERT INTO attempts (destination, started_at, duration_ms, url, status_code, outcome, detail,"
+                " event_count, seq_lo, seq_hi, seqs) VALUES (?,?,?,?,?,?,?,?,?,?,?)"), rows)
+
+        if rows:
+            await self.run(job)
+
+    def _upsert_outcomes(self, conn: Any, destination: str, records: Sequence[OutcomeRecord],
+                         attempts_delta: int = 0) -> None:
+        now = time.time()
+        self.dialect.executemany(conn, (
+            "INSERT INTO outcomes (destination, seq, status, reason, status_code, attempts, updated_at)"
+            " VALUES (?,?,?,?,?,?,?) ON CONFLICT (destination, seq) DO UPDATE SET status = excluded.status,"
+            " reason = excluded.reason, status_code = excluded.status_code, next_attempt_at = NULL,"
+            " attempts = outcomes.attempts + excluded.attempts, updated_at = excluded.updated_at"),
+            [(destination, r.seq, r.status, r.reason, r.status_code, attempts_delta, now) for r in records])
+
+    async def complete_window(self, window: Window, records: Sequence[OutcomeRecord]) -> int:
+        """Record the window's exceptions, mark it done and move the cursor over finished windows."""
+        q, lock, dest = self.q, " FOR UPDATE" if self.dialect.name == "postgres" else "", window.destination
+
+        def job(conn: Any) -> int:
+            self._upsert_outcomes(conn, dest, records)
+            conn.execute(q("UPDATE claims SET done = 1 WHERE id = ?"), (window.claim_id,))
+            position = int(conn.execute(q(f"SELECT position FROM cursors WHERE destination = ?{lock}"),
+                                        (dest,)).fetchone()[0])
+            while True:
+                nxt = conn.execute(q("SELECT id, seq_hi FROM claims WHERE destination = ? AND done = 1 AND seq_lo = ?"),
+                                   (dest, position + 1)).fetchone()
+                if not nxt:
+                    break
+                conn.execute(q("DELETE FROM claims WHERE id = ?"), (nxt[0],))
+                position = int(nxt[1])
+            conn.execute(q("UPDATE cursors SET position = ? WHERE destination = ?"), (position, dest))
+            return position
+
+        return await self.run(job)
+
+    def release_claims(self) -> None:
+        """SQLite runs one process: claims left by a crashed run can be retaken at once."""
+        self.run_sync(lambda conn: conn.execute("UPDATE claims SET expires_at = 0 WHERE done = 0"))
+
+    # -- delivery: dead-letter replays ----------------------------------------------------
+    async def claim_replays(self, destination: str, limit: int, lease: float) -> Window | None:
+        q = self.q
+        skip = " FOR UPDATE OF o SKIP LOCKED" if self.dialect.name == "postgres" else ""
+
+        def job(conn: Any) -> Window | None:
+            now = time.time()
+            rows = conn.execute(q(
+                "SELECT o.id, e.seq, e.source, e.event_type, e.received_at, COALESCE(e.id_key, e.fp_key), e.body "
+                "FROM outcomes o JOIN events e ON e.seq = o.seq WHERE o.destination = ? AND "
+                "((o.status = ? AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= ?)) OR "
+                "(o.status = 'replaying' AND o.next_attempt_at <= ?)) ORDER BY o.seq LIMIT ?" + skip),
+                (destination, oc.REPLAY_REQUESTED, now, now, limit)).fetchall()
+            if not rows:
+                return None
+            ids = [int(r[0]) for r in rows]
+            self.dialect.executemany(
+                conn, "UPDATE outcomes SET status = 'replaying', next_attempt_at = ? WHERE id = ?",
+                [(now + lease, i) for i in ids])
+            events = [_stored(r[1:]) for r in rows]
+            return Window(0, destination, events[0].seq, events[-1].seq, events, ids)
+
+        return await self.run(job)
+
+    async def settle_replays(self, destination: str, records: Sequence[OutcomeRecord],
+                             retry_at: dict[int, float]) -> None:
+        """Final outcomes of replayed events; those in ``retry_at`` wait and go again."""
+
+        def job(conn: Any) -> None:
+            self._upsert_outcomes(conn, destination, [r for r in records if r.seq not in retry_at], 1)
+            self.dialect.executemany(
+                conn, "UPDATE outcomes SET status = ?, next_attempt_at = ?, attempts = attempts + 1 "
+                "WHERE destination = ? AND seq = ?",
+                [(oc.REPLAY_REQUESTED, at, destination, seq) for seq, at in retry_at.items()])
+
+        await self.run(job)
+
+    # -- operations (CLI, dashboard) ------------------------------------------------------
+    def dead_letters(self, destination: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        q = self.q
+        where, params = "o.status = ?", [oc.REJECTED]
+        if destination:
+            where += " AND o.destination = ?"
+            params.append(destination)
+
+        def job(conn: Any) -> list[dict[str, Any]]:
+            rows = conn.execute(q(
+                "SELECT o.id, o.destination, o.seq, o.reason, o.status_code, o.attempts, o.updated_at, e.body,"
+                f" e.source FROM outcomes o LEFT JOIN events e ON e.seq = o.seq WHERE {where} ORDER BY o.id LIMIT ?"),
+                (*params, limit)).fetchall()
+            out = []
+            for r in rows:
+                body = orjson.loads(bytes(r[7])) if r[7] is not None else {}
+                out.append({"id": int(r[0]), "destination": r[1], "seq": int(r[2]), "reason": r[3],
+                            "status_code": r[4], "attempts": int(r[5]), "updated_at": float(r[6]),
+                            "source": r[8], "event": body.get("event"), "sg_event_id": body.get("sg_event_id")})
+            return out
+
+        return self.run_sync(job)
+
+    def request_replay(self, ids: Iterable[int] | None) -> int:
+        """Queue dead letters for another try (all of them when ``ids`` is None)."""
+        q = self.q
+        id_list = None if ids is None else list(ids)
+
+        def job(conn: Any) -> int:
+            base = "UPDATE outcomes SET status = ?, next_attempt_at = NULL, updated_at = ? WHERE status = ?"
+            if id_list is None:
+                return int(conn.execute(q(base), (oc.REPLAY_REQUESTED, time.time(), oc.REJECTED)).rowcount)
+            total = 0
+            for i in id_list:
+                total += int(conn.execute(q(base + " AND id = ?"),
+                                          (oc.REPLAY_REQUESTED, time.time(), oc.REJECTED, i)).rowcount)
+            return total
+
+        return self.run_sync(job)
+
+    def stats(self) -> dict[str, Any]:
+        def job(conn: Any) -> dict[str, Any]:
+            max_seq = conn.execute("SELECT MAX(seq) FROM events").fetchone()[0] or 0
+            cursors = {r[0]: int(r[1]) for r in conn.execute("SELECT destination, position FROM cursors")}
+            by_status: dict[str, int] = {}
+            for dest, status, count in conn.execute(
+                    "SELECT destination, status, COUNT(*) FROM outcomes GROUP BY destination, status"):
+                by_status[f"{dest}:{status}"] = int(count)
+            return {"max_seq": int(max_seq), "cursors": cursors, "outcomes": by_status}
+
+        return self.run_sync(job)
+
+    async def stats_async(self) -> dict[str, Any]:
+        return await asyncio.to_thread(self.stats)

@@ -1,0 +1,73 @@
+-- sgbridge journal, PostgreSQL flavour. Kept in step with schema_sqlite.sql.
+-- The event log is append-only, and delivery keeps a cursor per destination and materialises only
+-- the exceptions (drops, rejections, replays) as rows, so the hot path writes one row per event.
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+
+CREATE TABLE IF NOT EXISTS requests (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    source TEXT NOT NULL,
+    received_at DOUBLE PRECISION NOT NULL,
+    event_count INTEGER NOT NULL,
+    body BYTEA NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS events (
+    -- Appends hold an advisory lock until commit, so seq order is commit order (see dialect.py).
+    seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    request_id BIGINT NOT NULL,
+    source TEXT NOT NULL,
+    received_at DOUBLE PRECISION NOT NULL,
+    event_type TEXT NOT NULL,
+    id_key BYTEA UNIQUE,
+    fp_key BYTEA NOT NULL UNIQUE,
+    body BYTEA NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS cursors (
+    destination TEXT PRIMARY KEY,
+    position BIGINT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS claims (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    destination TEXT NOT NULL,
+    seq_lo BIGINT NOT NULL,
+    seq_hi BIGINT NOT NULL,
+    owner TEXT NOT NULL,
+    expires_at DOUBLE PRECISION NOT NULL,
+    done INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at DOUBLE PRECISION,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS claims_destination ON claims (destination, seq_lo);
+
+CREATE TABLE IF NOT EXISTS outcomes (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    destination TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    status_code INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at DOUBLE PRECISION,
+    updated_at DOUBLE PRECISION NOT NULL,
+    UNIQUE (destination, seq)
+);
+CREATE INDEX IF NOT EXISTS outcomes_status ON outcomes (status, destination);
+
+CREATE TABLE IF NOT EXISTS attempts (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    destination TEXT NOT NULL,
+    started_at DOUBLE PRECISION NOT NULL,
+    duration_ms DOUBLE PRECISION NOT NULL,
+    url TEXT NOT NULL,
+    status_code INTEGER,
+    outcome TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    event_count INTEGER NOT NULL,
+    seq_lo BIGINT NOT NULL,
+    seq_hi BIGINT NOT NULL,
+    seqs TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS attempts_range ON attempts (destination, seq_hi);

@@ -1,0 +1,73 @@
+-- sgbridge journal, SQLite flavour. Kept in step with schema_postgres.sql.
+-- The event log is append-only, and delivery keeps a cursor per destination and materialises only
+-- the exceptions (drops, rejections, replays) as rows, so the hot path writes one row per event.
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+
+CREATE TABLE IF NOT EXISTS requests (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    source TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    event_count INTEGER NOT NULL,
+    body BLOB NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS events (
+    -- AUTOINCREMENT: a seq is never reused, even after pruning, so cursors stay valid.
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    request_id INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    event_type TEXT NOT NULL,
+    id_key BLOB UNIQUE,
+    fp_key BLOB NOT NULL UNIQUE,
+    body BLOB NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS cursors (
+    destination TEXT PRIMARY KEY,
+    position INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS claims (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    destination TEXT NOT NULL,
+    seq_lo INTEGER NOT NULL,
+    seq_hi INTEGER NOT NULL,
+    owner TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    done INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS claims_destination ON claims (destination, seq_lo);
+
+CREATE TABLE IF NOT EXISTS outcomes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    destination TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    status_code INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL,
+    updated_at REAL NOT NULL,
+    UNIQUE (destination, seq)
+);
+CREATE INDEX IF NOT EXISTS outcomes_status ON outcomes (status, destination);
+
+CREATE TABLE IF NOT EXISTS attempts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    destination TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    duration_ms REAL NOT NULL,
+    url TEXT NOT NULL,
+    status_code INTEGER,
+    outcome TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    event_count INTEGER NOT NULL,
+    seq_lo INTEGER NOT NULL,
+    seq_hi INTEGER NOT NULL,
+    seqs TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS attempts_range ON attempts (destination, seq_hi);

@@ -1,0 +1,43 @@
+"""One outcome vocabulary for every delivery: a destination classifies, the worker acts.
+
+Every (event, destination) pair ends in exactly one of these. ``Retry`` is the only
+non-final one; past the configured maximum age the worker turns it into ``Rejected``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    status_code: int = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    reason: str
+    after: float | None = None  # seconds the server asked us to wait (Retry-After), if any
+    status_code: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    reason: str
+    status_code: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    reason: str
+
+
+Outcome = Delivered | Retry | Rejected | Dropped
+
+# Names stored in the journal's outcome rows and shown by the CLI.
+DELIVERED = "delivered"
+RETRYING = "retrying"
+REJECTED = "rejected"
+DROPPED = "dropped"
+PENDING = "pending"
+REPLAY_REQUESTED = "replay_requested"

@@ -1,0 +1,1 @@
+"""③ Routing: pure functions from stored events to destination messages. No I/O here."""

@@ -1,0 +1,181 @@
+"""Typed settings: a TOML file, overridden by environment variables.
+
+Precedence (highest first): ``SGBRIDGE_*`` variables (nested with ``__``, e.g.
+``SGBRIDGE_DELIVERY__MAX_AGE_SECONDS``), the documented short variables
+(``SENDGRID_WEBHOOK_PUBLIC_KEY``, ``SEGMENT_WRITE_KEY``, ...), the config file, the defaults.
+Unknown keys are errors, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+SEGMENT_HOSTS = {"us": "https://api.segment.io", "eu": "https://events.eu1.segmentapis.com"}
+
+# Event selection names: the Event Webhook's own `event` values, plus `machine_open` for
+# Apple MPP opens (the native integration lets users pick those separately).
+SELECTABLE_EVENTS = (
+    "processed", "delivered", "open", "machine_open", "click", "dropped", "bounce",
+    "deferred", "unsubscribe", "group_unsubscribe", "group_resubscribe", "spamreport",
+)
+# The names SendGrid's own integration API uses (tsg_integrations_v3 `email_events`).
+EVENT_ALIASES = {"drop": "dropped", "machine_opened": "machine_open", "spam_report": "spamreport"}
+# As in the native integration, `deferred` is off unless asked for.
+DEFAULT_EVENTS = [e for e in SELECTABLE_EVENTS if e != "deferred"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceSettings(_Section):
+    """One SendGrid Event Webhook (one account or one of its webhooks)."""
+
+    public_keys: list[str] = Field(default_factory=list, description="base64 DER keys, as SendGrid shows them")
+    unsigned: bool = Field(False, description="accept unsigned posts; only for trusted networks")
+    events: list[str] = Field(default_factory=lambda: list(DEFAULT_EVENTS))
+    segment_write_key: SecretStr | None = Field(None, description="overrides segment.write_key")
+    user_id_arg: str | None = Field(None, description="custom arg whose value becomes userId")
+    timestamp_tolerance_seconds: int | None = Field(None, ge=1)
+
+    @field_validator("public_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [k.strip() for k in value.split(",") if k.strip()]
+        return value
+
+    @field_validator("events", mode="before")
+    @classmethod
+    def _normalise_events(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [e.strip() for e in value.split(",") if e.strip()]
+        if isinstance(value, list):
+            names = [EVENT_ALIASES.get(str(e), str(e)) for e in value]
+            unknown = sorted(set(names) - set(SELECTABLE_EVENTS))
+            if unknown:
+                raise ValueError(f"unknown event names {unknown}; choose from {list(SELECTABLE_EVENTS)}")
+            return names
+        return value
+
+
+class SegmentSettings(_Section):
+    write_key: SecretStr | None = None
+    region: Literal["us", "eu"] = "us"
+    endpoint: str | None = Field(None, description="base URL override (emulator or proxy)")
+    max_batch_events: int = Field(2500, ge=1, le=2500)
+    max_batch_bytes: int = Field(500_000, ge=1024, le=500_000)
+    max_event_bytes: int = Field(32 * 1024, ge=256, le=32 * 1024)
+    timeout_seconds: float = Field(15.0, gt=0)
+
+    def base_url(self) -> str:
+        return (self.endpoint or SEGMENT_HOSTS[self.region]).rstrip("/")
+
+
+class DeliverySettings(_Section):
+    window_events: int = Field(5000, ge=1, description="events claimed per unit of work")
+    concurrency: int = Field(4, ge=1, description="windows in flight per process")
+    max_age_seconds: float = Field(3 * 86400, gt=0, description="older undelivered events are rejected")
+    backoff_initial_seconds: float = Field(0.5, gt=0)
+    backoff_max_seconds: float = Field(300.0, gt=0)
+    lease_seconds: float = Field(60.0, gt=1, description="claims of a dead process are taken over after this")
+    poll_seconds: float = Field(0.05, gt=0)
+
+
+class IngestSettings(_Section):
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    dedupe_window_seconds: float = Field(4 * 86400, ge=3600, description="at least 4 days by default")
+    retention_seconds: float = Field(7 * 86400, ge=3600, description="delivered events kept for tracing")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SGBRIDGE_", env_nested_delimiter="__", extra="forbid", case_sensitive=False
+    )
+
+    config: str | None = Field(None, description="path of the TOML config file (SGBRIDGE_CONFIG)")
+
+    database_url: str = "sqlite:///sgbridge.db"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    log_level: str = "info"
+    metrics_token: SecretStr | None = Field(None, description="if set, /metrics needs this bearer token")
+    segment: SegmentSettings = Field(default_factory=SegmentSettings)
+    sources: dict[str, SourceSettings] = Field(default_factory=lambda: {"default": SourceSettings()})
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's values arrive through init kwargs (see load_settings), and must lose
+        # against the environment.
+        return (env_settings, init_settings)
+
+    def write_key_for(self, source: str) -> str | None:
+        override = self.sources[source].segment_write_key if source in self.sources else None
+        key = override or self.segment.write_key
+        return key.get_secret_value() if key else None
+
+
+class ConfigError(Exception):
+    """A configuration problem, worded for the person who wrote the config."""
+
+
+def _apply_short_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
+    """The documented short variables: they work without a config file.
+
+    (``SGBRIDGE_DATABASE_URL`` and every other ``SGBRIDGE_*`` variable are read by
+    pydantic-settings itself.)
+    """
+    segment = data.setdefault("segment", {})
+    if key := env.get("SEGMENT_WRITE_KEY"):
+        segment["write_key"] = key
+    if region := env.get("SEGMENT_REGION"):
+        segment["region"] = region.strip().lower()
+    if endpoint := env.get("SEGMENT_ENDPOINT"):
+        segment["endpoint"] = endpoint
+    if keys := env.get("SENDGRID_WEBHOOK_PUBLIC_KEY"):
+        default = data.setdefault("sources", {}).setdefault("default", {})
+        default["public_keys"] = keys
+
+
+def _format_error(err: ValidationError, origin: str) -> str:
+    lines = [f"invalid configuration ({origin}):"]
+    for problem in err.errors():
+        key = ".".join(str(p) for p in problem["loc"]) or "(top level)"
+        lines.append(f"  {key}: {problem['msg']}")
+    return "\n".join(lines)
+
+
+def load_settings(config_file: str | Path | None = None) -> Settings:
+    """Read the config file (if any), apply the environment, validate; ConfigError on problems."""
+    data: dict[str, Any] = {}
+    origin = "defaults and environment"
+    path = config_file or os.environ.get("SGBRIDGE_CONFIG")
+    if path:
+        origin = f"{path} and environment"
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file not found: {path}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    _apply_short_env(data, os.environ)
+    try:
+        return Settings(**data)
+    except ValidationError as err:
+        raise ConfigError(_format_error(err, origin)) from None
