@@ -8,14 +8,15 @@ Unknown keys are errors, so a typo never silently falls back to a default.
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 SEGMENT_HOSTS = {"us": "https://api.segment.io", "eu": "https://events.eu1.segmentapis.com"}
 
@@ -31,6 +32,16 @@ EVENT_ALIASES = {"drop": "dropped", "machine_opened": "machine_open", "spam_repo
 DEFAULT_EVENTS = [e for e in SELECTABLE_EVENTS if e != "deferred"]
 
 
+def _list_from_env(value: Any) -> Any:
+    """Environment variables may hold a list as JSON or as comma-separated words."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -38,9 +49,9 @@ class _Section(BaseModel):
 class SourceSettings(_Section):
     """One SendGrid Event Webhook (one account or one of its webhooks)."""
 
-    public_keys: list[str] = Field(default_factory=list, description="base64 DER keys, as SendGrid shows them")
+    public_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, description="base64 DER keys, as SendGrid shows them")
     unsigned: bool = Field(False, description="accept unsigned posts; only for trusted networks")
-    events: list[str] = Field(default_factory=lambda: list(DEFAULT_EVENTS))
+    events: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_EVENTS))
     segment_write_key: SecretStr | None = Field(None, description="overrides segment.write_key")
     user_id_arg: str | None = Field(None, description="custom arg whose value becomes userId")
     timestamp_tolerance_seconds: int | None = Field(None, ge=1)
@@ -48,15 +59,12 @@ class SourceSettings(_Section):
     @field_validator("public_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [k.strip() for k in value.split(",") if k.strip()]
-        return value
+        return _list_from_env(value)
 
     @field_validator("events", mode="before")
     @classmethod
     def _normalise_events(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = [e.strip() for e in value.split(",") if e.strip()]
+        value = _list_from_env(value)
         if isinstance(value, list):
             names = [EVENT_ALIASES.get(str(e), str(e)) for e in value]
             unknown = sorted(set(names) - set(SELECTABLE_EVENTS))

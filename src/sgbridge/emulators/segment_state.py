@@ -202,9 +202,7 @@ class SegmentEmulatorState:
 
     # -- queries ----------------------------------------------------------------------------
 
-    def _select(
-        self, event: str | None, msg_type: str | None, write_key: str | None
-    ) -> list[int] | range:
+    def _select(self, event: str | None, msg_type: str | None, write_key: str | None) -> list[int] | range:
         if event is None and msg_type is None and write_key is None:
             return range(len(self._blobs))
         return [

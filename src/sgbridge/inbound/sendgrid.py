@@ -40,10 +40,6 @@ def decompress(body: bytes, encoding: str | None, max_bytes: int) -> bytes:
     return out
 
 
-def _key(source: bytes, value: bytes) -> bytes:
-    return hashlib.blake2b(source + b"\0" + value, digest_size=16).digest()
-
-
 def parse_events(source: str, body: bytes) -> list[InboundEvent]:
     """Split a webhook body into events with their dedupe keys; BadPayload if malformed."""
     try:
@@ -52,17 +48,35 @@ def parse_events(source: str, body: bytes) -> list[InboundEvent]:
         raise BadPayload(f"body is not valid JSON: {exc}") from None
     if not isinstance(data, list):
         raise BadPayload(f"body must be a JSON array of event objects, got {type(data).__name__}")
-    source_b = source.encode()
+    source_b = source.encode() + b"\0"
+    blake2b = hashlib.blake2b
     events: list[InboundEvent] = []
+    append = events.append
     for index, item in enumerate(data):
         if not isinstance(item, dict):
             raise BadPayload(f"item {index} is {type(item).__name__}, expected an event object")
+        # Stored with sorted keys (SendGrid sends them sorted anyway), so the stored bytes are
+        # canonical and double as the input of the content fingerprint.
+        stored = orjson.dumps(item, option=orjson.OPT_SORT_KEYS)
         raw_id = item.get("sg_event_id")
+        if raw_id is None or raw_id == "":
+            id_key = None
+            content = stored
+        else:
+            id_key = blake2b(source_b + str(raw_id).encode(), digest_size=16).digest()
+            # The fingerprint leaves the id out: SendGrid may re-send an event under a new id.
+            field = b'"sg_event_id":' + orjson.dumps(raw_id)
+            at = stored.find(field)
+            end = at + len(field)
+            if stored[end:end + 1] == b",":
+                end += 1  # keys are sorted, so a following key is always separated by one comma
+            content = stored[:at] + stored[end:] if at >= 0 else stored
         event_type = item.get("event")
-        event_type = event_type if isinstance(event_type, str) else ""
-        # The fingerprint leaves the id out because SendGrid may re-send an event under a new id.
-        content = {k: v for k, v in item.items() if k != "sg_event_id"}
-        fp_key = _key(source_b, orjson.dumps(content, option=orjson.OPT_SORT_KEYS))
-        id_key = _key(source_b, str(raw_id).encode()) if raw_id not in (None, "") else None
-        events.append(InboundEvent(source, event_type, id_key, fp_key, orjson.dumps(item)))
+        append(InboundEvent(
+            source,
+            event_type if isinstance(event_type, str) else "",
+            id_key,
+            blake2b(source_b + content, digest_size=16).digest(),
+            stored,
+        ))
     return events

@@ -74,7 +74,11 @@ class Writer:
             # Appends first: on PostgreSQL the append lock must be the first lock taken, so two
             # processes can never wait on each other (see PostgresDialect.begin).
             jobs.sort(key=lambda j: not j.appends)
-            self._run_group(jobs)
+            # A job whose caller gave up (its request was cancelled) is not run: nothing was
+            # acknowledged for it, so nothing is lost.
+            jobs = [j for j in jobs if j.future.set_running_or_notify_cancel()]
+            if jobs:
+                self._run_group(jobs)
 
     def _run_group(self, jobs: list[_Job]) -> None:
         conn = self._conn
