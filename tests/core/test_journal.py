@@ -1,0 +1,102 @@
+"""The journal contract, run against SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+import pytest
+
+from sgbridge.inbound.sendgrid import parse_events
+from sgbridge.journal import Journal
+from sgbridge.journal.housekeeping import prune
+from sgbridge.model import InboundRequest, OutcomeRecord
+from sgbridge.outcomes import DELIVERED, REJECTED, REPLAY_REQUESTED
+from sgbridge.settings import IngestSettings
+
+pytestmark = pytest.mark.anyio
+
+
+def _request(ids: list[str], source: str = "default", received_at: float | None = None) -> InboundRequest:
+    events = [{"email": f"{i}@example.com", "event": "delivered", "sg_event_id": i, "timestamp": 1} for i in ids]
+    body = orjson.dumps(events)
+    return InboundRequest(source, received_at or time.time(), body, parse_events(source, body))
+
+
+@pytest.fixture
+def journal(database_url: str):  # type: ignore[no-untyped-def]
+    j = Journal(database_url)
+    yield j
+    j.close()
+
+
+async def test_append_dedupes_on_id_and_on_content(journal: Journal) -> None:
+    first = await journal.append(_request(["a", "b", "c"]))
+    assert (first.accepted, first.duplicates) == (3, 0)
+    again = await journal.append(_request(["a", "d"]))
+    assert (again.accepted, again.duplicates) == (1, 1)
+    # Same content, new id: SendGrid sometimes re-sends an event under a new sg_event_id.
+    body = orjson.dumps([{"email": "b@example.com", "event": "delivered", "sg_event_id": "b2", "timestamp": 1}])
+    changed = await journal.append(InboundRequest("default", time.time(), body, parse_events("default", body)))
+    assert (changed.accepted, changed.duplicates) == (0, 1)
+    # Another source is another namespace.
+    other = await journal.append(_request(["a"], source="eu"))
+    assert other.accepted == 1
+    assert journal.run_sync(lambda conn: conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]) == 5
+
+
+async def test_windows_are_contiguous_and_the_cursor_waits_for_earlier_windows(journal: Journal) -> None:
+    await journal.append(_request([str(i) for i in range(10)]))
+    w1 = await journal.claim_window("dest", "p1", 4, 30)
+    w2 = await journal.claim_window("dest", "p2", 4, 30)
+    w3 = await journal.claim_window("dest", "p1", 4, 30)
+    assert w1 and w2 and w3
+    assert (w1.seq_lo, w1.seq_hi, w2.seq_lo, w2.seq_hi, w3.seq_lo, w3.seq_hi) == (1, 4, 5, 8, 9, 10)
+    assert await journal.claim_window("dest", "p1", 4, 30) is None
+    assert await journal.complete_window(w2, []) == 0  # w1 still open: the cursor may not pass it
+    assert await journal.complete_window(w1, []) == 8
+    assert await journal.complete_window(w3, []) == 10
+    # Another destination has its own cursor over the same log.
+    other = await journal.claim_window("other", "p1", 100, 30)
+    assert other and len(other.events) == 10
+
+
+async def test_expired_claim_is_taken_over(journal: Journal) -> None:
+    await journal.append(_request(["x", "y"]))
+    lost = await journal.claim_window("dest", "dead-process", 10, lease=0.01)
+    time.sleep(0.05)
+    taken = await journal.claim_window("dest", "live-process", 10, lease=30)
+    assert lost and taken and (taken.claim_id, taken.seq_lo, taken.seq_hi) == (lost.claim_id, 1, 2)
+    assert [e.seq for e in taken.events] == [1, 2]
+
+
+async def test_dead_letters_replay_and_settle(journal: Journal) -> None:
+    await journal.append(_request(["p", "q", "r"]))
+    window = await journal.claim_window("dest", "p1", 10, 30)
+    assert window
+    await journal.complete_window(window, [OutcomeRecord(2, REJECTED, "HTTP 400: nope", 400)])
+    dead = journal.dead_letters()
+    assert [(d["seq"], d["reason"], d["sg_event_id"]) for d in dead] == [(2, "HTTP 400: nope", "q")]
+    assert journal.request_replay([dead[0]["id"]]) == 1
+    assert journal.request_replay([dead[0]["id"]]) == 0  # already queued
+    replay = await journal.claim_replays("dest", 10, 30)
+    assert replay and [e.seq for e in replay.events] == [2]
+    assert await journal.claim_replays("dest", 10, 30) is None  # claimed once
+    await journal.settle_replays("dest", [OutcomeRecord(2, DELIVERED, "delivered on replay", 200)], {})
+    assert journal.dead_letters() == []
+    assert journal.stats()["outcomes"] == {f"dest:{DELIVERED}": 1}
+    assert REPLAY_REQUESTED not in str(journal.stats())
+
+
+async def test_prune_keeps_undelivered_events_and_dead_letters(journal: Journal) -> None:
+    old = time.time() - 30 * 86400
+    await journal.append(_request(["o1", "o2", "o3"], received_at=old))
+    await journal.append(_request(["n1"]))
+    window = await journal.claim_window("dest", "p1", 2, 30)  # covers o1, o2 only
+    assert window
+    await journal.complete_window(window, [OutcomeRecord(1, REJECTED, "bad", 400)])
+    removed = await prune(journal, IngestSettings(), ["dest"])
+    assert removed == 1  # o2: delivered and old. o1 is a dead letter, o3 is not delivered yet.
+    assert [d["seq"] for d in journal.dead_letters()] == [1]
+    # Dedupe still works for what is kept.
+    assert (await journal.append(_request(["o3", "n1"], received_at=old))).duplicates == 2
