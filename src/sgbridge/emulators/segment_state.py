@@ -181,7 +181,7 @@ class SegmentEmulatorState:
         if len(message_id) > MAX_MESSAGE_ID_CHARS:
             self.reject(MESSAGE_ID_TOO_LONG, item, write_key)
             return
-        if False:
+        if message_id in self.seen_message_ids:
             self.duplicates += 1
             return
         self.seen_message_ids.add(message_id)

@@ -262,15 +262,18 @@ class Journal:
 
         return self.run_sync(job)
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self, count_events: bool = False) -> dict[str, Any]:
+        """Cursors and outcome counts; ``count_events`` adds an exact count (a full scan)."""
+
         def job(conn: Any) -> dict[str, Any]:
             max_seq = conn.execute("SELECT MAX(seq) FROM events").fetchone()[0] or 0
+            extra = {"events": int(conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])} if count_events else {}
             cursors = {r[0]: int(r[1]) for r in conn.execute("SELECT destination, position FROM cursors")}
             by_status: dict[str, int] = {}
             for dest, status, count in conn.execute(
                     "SELECT destination, status, COUNT(*) FROM outcomes GROUP BY destination, status"):
                 by_status[f"{dest}:{status}"] = int(count)
-            return {"max_seq": int(max_seq), "cursors": cursors, "outcomes": by_status}
+            return {"max_seq": int(max_seq), **extra, "cursors": cursors, "outcomes": by_status}
 
         return self.run_sync(job)
 
