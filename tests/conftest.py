@@ -148,8 +148,10 @@ def bridge_factory(monkeypatch: pytest.MonkeyPatch, keypair: WebhookKeyPair, sql
             monkeypatch.setenv(key, value)
         segment_app = create_segment_emulator(["test-write-key", "other-write-key"])
         app = build_app(load_settings(config), transport=httpx.ASGITransport(app=segment_app))
-        async with app.router.lifespan_context(app):
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bridge") as client:
-                yield BridgeHarness(client, segment_app.state.emulator.state, segment_app, app, keypair)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bridge") as client,
+        ):
+            yield BridgeHarness(client, segment_app.state.emulator.state, segment_app, app, keypair)
 
     return make

@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 from rich.console import Console
@@ -39,7 +39,7 @@ def _free_socket() -> socket.socket:
 
 
 @contextlib.asynccontextmanager
-async def _serve(app: ASGIApp, lifespan: str) -> AsyncIterator[str]:
+async def _serve(app: ASGIApp, lifespan: Literal["on", "off"]) -> AsyncIterator[str]:
     sock = _free_socket()
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan=lifespan, access_log=False))
     task = asyncio.create_task(server.serve(sockets=[sock]))

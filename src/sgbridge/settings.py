@@ -49,7 +49,8 @@ class _Section(BaseModel):
 class SourceSettings(_Section):
     """One SendGrid Event Webhook (one account or one of its webhooks)."""
 
-    public_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, description="base64 DER keys, as SendGrid shows them")
+    public_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="base64 DER keys, as SendGrid shows them")
     unsigned: bool = Field(False, description="accept unsigned posts; only for trusted networks")
     events: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_EVENTS))
     segment_write_key: SecretStr | None = Field(None, description="overrides segment.write_key")

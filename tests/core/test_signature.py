@@ -24,7 +24,8 @@ def test_any_of_several_keys_verifies_during_rotation() -> None:
     valid = VECTORS[0]
     wrong_key = next(v for v in VECTORS if v["id"] == "single_event_wrong_public_key")["public_key_base64_der_spki"]
     verifier = SignatureVerifier([wrong_key, valid["public_key_base64_der_spki"]])
-    assert verifier.verify(valid["signature_header"], valid["timestamp_header"], base64.b64decode(valid["payload_base64"]))
+    body = base64.b64decode(valid["payload_base64"])
+    assert verifier.verify(valid["signature_header"], valid["timestamp_header"], body)
 
 
 def test_body_reserialised_by_json_fails() -> None:

@@ -195,7 +195,9 @@ class SegmentEmulatorState:
         self.accepted += 1
         if self.keep_messages:
             event = message.get("event")
-            self._blobs.append(orjson.dumps(message))
+            # orjson hands back a buffer with ~4 KB of spare capacity; copying it to an exact-size
+            # bytes object is what keeps a million stored messages at ~0.4 GB instead of ~4 GB.
+            self._blobs.append(bytes(memoryview(orjson.dumps(message))))
             self._events.append(sys.intern(event) if isinstance(event, str) else None)
             self._types.append(sys.intern(msg_type))
             self._keys.append(sys.intern(write_key))
