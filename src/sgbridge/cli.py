@@ -190,5 +190,13 @@ def status(config: str | None) -> None:
         journal.close()
 
 
+@main.command("config-reference")
+def config_reference() -> None:
+    """Print the configuration reference (docs/configuration.md) as Markdown."""
+    from sgbridge.settings_doc import render
+
+    click.echo(render(), nl=False)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -52,7 +52,9 @@ class SourceSettings(_Section):
     public_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="base64 DER keys, as SendGrid shows them")
     unsigned: bool = Field(False, description="accept unsigned posts; only for trusted networks")
-    events: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_EVENTS))
+    events: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_EVENTS),
+        description="events forwarded to Segment: " + ", ".join(SELECTABLE_EVENTS) + " (deferred off by default)")
     segment_write_key: SecretStr | None = Field(None, description="overrides segment.write_key")
     user_id_arg: str | None = Field(None, description="custom arg whose value becomes userId")
     timestamp_tolerance_seconds: int | None = Field(None, ge=1)
@@ -76,13 +78,13 @@ class SourceSettings(_Section):
 
 
 class SegmentSettings(_Section):
-    write_key: SecretStr | None = None
-    region: Literal["us", "eu"] = "us"
+    write_key: SecretStr | None = Field(None, description="Segment source write key (SEGMENT_WRITE_KEY)")
+    region: Literal["us", "eu"] = Field("us", description="api.segment.io or events.eu1.segmentapis.com")
     endpoint: str | None = Field(None, description="base URL override (emulator or proxy)")
-    max_batch_events: int = Field(2500, ge=1, le=2500)
-    max_batch_bytes: int = Field(500_000, ge=1024, le=500_000)
-    max_event_bytes: int = Field(32 * 1024, ge=256, le=32 * 1024)
-    timeout_seconds: float = Field(15.0, gt=0)
+    max_batch_events: int = Field(2500, ge=1, le=2500, description="events per /v1/batch request (Segment: 2,500)")
+    max_batch_bytes: int = Field(500_000, ge=1024, le=500_000, description="bytes per request (Segment: 500 KB)")
+    max_event_bytes: int = Field(32 * 1024, ge=256, le=32 * 1024, description="larger events are rejected alone")
+    timeout_seconds: float = Field(15.0, gt=0, description="per request")
 
     def base_url(self) -> str:
         return (self.endpoint or SEGMENT_HOSTS[self.region]).rstrip("/")
@@ -92,14 +94,14 @@ class DeliverySettings(_Section):
     window_events: int = Field(5000, ge=1, description="events claimed per unit of work")
     concurrency: int = Field(4, ge=1, description="windows in flight per process")
     max_age_seconds: float = Field(3 * 86400, gt=0, description="older undelivered events are rejected")
-    backoff_initial_seconds: float = Field(0.5, gt=0)
-    backoff_max_seconds: float = Field(300.0, gt=0)
+    backoff_initial_seconds: float = Field(0.5, gt=0, description="first retry delay; doubles per failure")
+    backoff_max_seconds: float = Field(300.0, gt=0, description="longest retry delay (Retry-After may ask more)")
     lease_seconds: float = Field(60.0, gt=1, description="claims of a dead process are taken over after this")
-    poll_seconds: float = Field(0.05, gt=0)
+    poll_seconds: float = Field(0.05, gt=0, description="idle poll interval (new events wake workers at once)")
 
 
 class IngestSettings(_Section):
-    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="larger webhook bodies get 413")
     dedupe_window_seconds: float = Field(4 * 86400, ge=3600, description="at least 4 days by default")
     retention_seconds: float = Field(7 * 86400, ge=3600, description="delivered events kept for tracing")
 
@@ -111,10 +113,10 @@ class Settings(BaseSettings):
 
     config: str | None = Field(None, description="path of the TOML config file (SGBRIDGE_CONFIG)")
 
-    database_url: str = "sqlite:///sgbridge.db"
-    host: str = "127.0.0.1"
-    port: int = 8080
-    log_level: str = "info"
+    database_url: str = Field("sqlite:///sgbridge.db", description="sqlite:///PATH or postgresql://…")
+    host: str = Field("127.0.0.1", description="listen address of `serve`")
+    port: int = Field(8080, description="listen port of `serve`")
+    log_level: str = Field("info", description="debug, info, warning, error")
     metrics_token: SecretStr | None = Field(None, description="if set, /metrics needs this bearer token")
     segment: SegmentSettings = Field(default_factory=SegmentSettings)
     sources: dict[str, SourceSettings] = Field(default_factory=lambda: {"default": SourceSettings()})

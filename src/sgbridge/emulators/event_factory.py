@@ -13,6 +13,7 @@ derives from one seeded RNG, so a seed names a reproducible stream of events.
 from __future__ import annotations
 
 import base64
+import itertools
 import string
 import uuid
 from collections import deque
@@ -34,11 +35,10 @@ EVENT_KINDS = (
     "group_unsubscribe",
     "group_resubscribe",
 )
-# Rough production mix: delivery events dominate, complaints are rare.
-_WEIGHTS = (24, 4, 24, 20, 9, 2, 1.5, 2, 0.5, 1, 1.5, 0.5)
+# Rough production mix: delivery events dominate, complaints are rare (cumulative weights).
+_CUM_WEIGHTS = tuple(itertools.accumulate((24, 4, 24, 20, 9, 2, 1.5, 2, 0.5, 1, 1.5, 0.5)))
 _ID_PREFIX = {"dropped": "drop", "spamreport": "spam_report", "blocked": "bounce"}
 _ALNUM = string.ascii_lowercase + string.digits
-_B64URL = string.ascii_letters + string.digits + "-_"
 
 _FIRST = ("ann", "bob", "chen", "dana", "emre", "fatima", "gus", "hana", "ivan", "jo", "kofi", "lea")
 _LAST = ("smith", "garcia", "mueller", "tanaka", "okafor", "rossi", "novak", "silva", "kim", "berg")
@@ -94,8 +94,10 @@ class EventFactory:
     def _uuid(self) -> str:
         return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
 
-    def _token(self, n: int, alphabet: str = _B64URL) -> str:
-        return "".join(self._rng.choice(alphabet) for _ in range(n))
+    def _token(self, nbytes: int = 16) -> str:
+        """base64url of random bytes; 16 bytes give the 22 characters of an X-Message-Id."""
+        raw = self._rng.getrandbits(8 * nbytes).to_bytes(nbytes, "big")
+        return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
     def fresh_event_id(self, event_name: str = "processed", message_prefix: str | None = None) -> str:
         """A new, never-repeated ``sg_event_id`` (base64url, at most ~90 characters)."""
@@ -104,7 +106,7 @@ class EventFactory:
             # Older style: base64url of 16 bytes with padding; the counter keeps it unique.
             raw = self._rng.getrandbits(96).to_bytes(12, "big") + self._seq.to_bytes(4, "big")
             return base64.urlsafe_b64encode(raw).decode("ascii")
-        prefix = message_prefix or self._token(22)
+        prefix = message_prefix or self._token()
         plain = f"{_ID_PREFIX.get(event_name, event_name)}-{self._seq}-{self._account}-{prefix}-0"
         return base64.urlsafe_b64encode(plain.encode("ascii")).decode("ascii").rstrip("=")
 
@@ -121,7 +123,7 @@ class EventFactory:
                 "singlesend_id": self._uuid(),
                 "singlesend_name": name,
                 "mc_stats": "singlesend",
-                "template_hash": self._token(32, "0123456789abcdef"),
+                "template_hash": f"{self._rng.getrandbits(128):032x}",
                 "template_version_id": self._uuid(),
             }
         else:
@@ -141,10 +143,10 @@ class EventFactory:
 
     def _new_message(self, *, needs_group: bool = False) -> _Message:
         rng = self._rng
-        prefix = self._token(22)
+        prefix = self._token()
         relay = "filterdrecv" if rng.random() < 0.8 else "recvd"
         sg_message_id = (
-            f"{prefix}.{relay}-{self._token(10, '0123456789abcdef')}-{self._token(5, _ALNUM)}-"
+            f"{prefix}.{relay}-{rng.getrandbits(40):010x}-{''.join(rng.choices(_ALNUM, k=5))}-"
             f"{rng.randint(1, 40)}-{rng.getrandbits(32):08X}-{rng.randint(1, 60)}.{rng.choice('0000123')}"
         )
         fields: dict[str, Any] = {}
@@ -174,7 +176,9 @@ class EventFactory:
     def _message_for(self, kind: str) -> _Message:
         needs_group = kind in ("group_unsubscribe", "group_resubscribe")
         if kind not in ("processed", "dropped") and self._recent and self._rng.random() < 0.7:
-            candidates = [m for m in self._recent if not needs_group or "asm_group_id" in m.fields]
+            if not needs_group:
+                return self._rng.choice(self._recent)
+            candidates = [m for m in self._recent if "asm_group_id" in m.fields]
             if candidates:
                 return self._rng.choice(candidates)
         message = self._new_message(needs_group=needs_group)
@@ -187,7 +191,7 @@ class EventFactory:
         """One event; ``kind`` is one of ``EVENT_KINDS`` (random by a realistic mix if None)."""
         rng = self._rng
         if kind is None:
-            kind = rng.choices(EVENT_KINDS, weights=_WEIGHTS)[0]
+            kind = rng.choices(EVENT_KINDS, cum_weights=_CUM_WEIGHTS)[0]
         elif kind not in EVENT_KINDS:
             raise ValueError(f"unknown event kind {kind!r}; expected one of {EVENT_KINDS}")
         message = self._message_for(kind)

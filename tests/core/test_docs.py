@@ -1,0 +1,26 @@
+"""Docs that are generated must match the code; documented commands must exist."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from sgbridge.cli import main
+from sgbridge.settings_doc import render
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_configuration_reference_is_up_to_date() -> None:
+    committed = (ROOT / "docs" / "configuration.md").read_text()
+    assert committed == render(), "run: sgbridge config-reference > docs/configuration.md"
+
+
+def test_every_readme_command_exists() -> None:
+    runner = CliRunner()
+    for command in (["serve"], ["demo"], ["status"], ["dead-letters", "list"], ["dead-letters", "replay"],
+                    ["emulate", "segment"], ["emulate", "sendgrid-webhook"], ["config-reference"]):
+        result = runner.invoke(main, [*command, "--help"])
+        assert result.exit_code == 0, (command, result.output)
+        assert "sgbridge " + " ".join(command) in (ROOT / "README.md").read_text() or command == ["config-reference"]
