@@ -190,6 +190,31 @@ def status(config: str | None) -> None:
         journal.close()
 
 
+@main.group()
+def events() -> None:
+    """Look up stored events."""
+
+
+@events.command("show")
+@config_option
+@click.argument("ref")
+def events_show(config: str | None, ref: str) -> None:
+    """Follow one event (log seq or sg_event_id): request, stored event, outcome and attempts per destination."""
+    from sgbridge.journal.trace import find_seqs, trace
+
+    settings = _settings(config)
+    journal = _journal(config)
+    try:
+        seqs = find_seqs(journal, ref, list(settings.sources))
+        found = [t for t in (trace(journal, s, ["segment"]) for s in seqs) if t is not None]
+    finally:
+        journal.close()
+    if not found:
+        raise click.ClickException(f"no stored event {ref!r} (it may be past retention)")
+    for item in found:
+        click.echo(orjson.dumps(item, option=orjson.OPT_INDENT_2).decode())
+
+
 @main.command("config-reference")
 def config_reference() -> None:
     """Print the configuration reference (docs/configuration.md) as Markdown."""

@@ -27,7 +27,7 @@ _SECTIONS: list[tuple[str, type[BaseModel], str]] = [
 
 def _default(field: object) -> str:
     factory = getattr(field, "default_factory", None)
-    value = factory() if factory is not None else getattr(field, "default", None)  # type: ignore[operator]
+    value = factory() if factory is not None else getattr(field, "default", None)
     if isinstance(value, BaseModel):
         return "(section)"
     if isinstance(value, dict):

@@ -116,3 +116,21 @@ async def test_deliveries_are_logged_per_attempt(bridge_factory: BridgeFactory) 
             lambda c: c.execute("SELECT event_count, status_code, url FROM attempts").fetchall())
     assert sum(r[0] for r in rows) == len(events)
     assert all(r[0] <= 10 and r[1] == 200 and r[2].endswith("/v1/batch") for r in rows)
+
+
+async def test_an_event_can_be_followed_from_request_to_response(bridge_factory: BridgeFactory) -> None:
+    from sgbridge.journal.trace import find_seqs, trace
+
+    events = [e for e in EventFactory(19).batch(6) if e["event"] != "deferred"]
+    async with bridge_factory() as h:
+        request_id = (await h.post(events)).json()["request_id"]
+        await h.wait_delivered(len(events))
+        journal = h.bridge.journal
+        await _wait_for(lambda: journal.stats()["cursors"].get("segment", 0) >= journal.stats()["max_seq"])
+        [seq] = find_seqs(journal, events[2]["sg_event_id"], ["default"])
+        view = trace(journal, seq, ["segment"])
+    assert view is not None
+    assert view["event"]["sg_event_id"] == events[2]["sg_event_id"] and view["request"]["id"] == request_id
+    segment = view["destinations"]["segment"]
+    assert segment["outcome"] == "delivered"
+    assert [a["status_code"] for a in segment["attempts"]] == [200]

@@ -20,7 +20,7 @@ def test_configuration_reference_is_up_to_date() -> None:
 def test_every_readme_command_exists() -> None:
     runner = CliRunner()
     for command in (["serve"], ["demo"], ["status"], ["dead-letters", "list"], ["dead-letters", "replay"],
-                    ["emulate", "segment"], ["emulate", "sendgrid-webhook"], ["config-reference"]):
+                    ["emulate", "segment"], ["emulate", "sendgrid-webhook"], ["events", "show"], ["config-reference"]):
         result = runner.invoke(main, [*command, "--help"])
         assert result.exit_code == 0, (command, result.output)
         assert "sgbridge " + " ".join(command) in (ROOT / "README.md").read_text() or command == ["config-reference"]

@@ -1,0 +1,79 @@
+"""Follow one event: the request it came in, its stored form, and per destination its current
+outcome and every attempt that carried it. Read-only."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+
+from sgbridge import outcomes as oc
+from sgbridge.journal.journal import Journal
+
+
+def find_seqs(journal: Journal, ref: str, sources: list[str]) -> list[int]:
+    """An event by log seq (digits) or by ``sg_event_id`` in any of the given sources."""
+    if ref.isdigit():
+        return [int(ref)]
+    keys = [hashlib.blake2b(s.encode() + b"\0" + ref.encode(), digest_size=16).digest() for s in sources]
+
+    def job(conn: Any) -> list[int]:
+        found: list[int] = []
+        for key in keys:
+            row = conn.execute(journal.q("SELECT seq FROM events WHERE id_key = ?"), (key,)).fetchone()
+            if row:
+                found.append(int(row[0]))
+        return found
+
+    return journal.run_sync(job)
+
+
+def trace(journal: Journal, seq: int, destinations: list[str]) -> dict[str, Any] | None:
+    q = journal.q
+
+    def job(conn: Any) -> dict[str, Any] | None:
+        row = conn.execute(q("SELECT e.seq, e.source, e.received_at, e.event_type, e.body, e.request_id, r.body "
+                             "FROM events e LEFT JOIN requests r ON r.id = e.request_id WHERE e.seq = ?"),
+                           (seq,)).fetchone()
+        if row is None:
+            return None
+        result: dict[str, Any] = {
+            "seq": int(row[0]), "source": row[1], "received_at": float(row[2]), "event_type": row[3],
+            "event": orjson.loads(bytes(row[4])),
+            "request": {"id": int(row[5]), "raw_body_bytes": len(row[6]) if row[6] is not None else None},
+            "destinations": {},
+        }
+        names = set(destinations) | {r[0] for r in conn.execute("SELECT destination FROM cursors")}
+        for name in sorted(names):
+            result["destinations"][name] = _destination_view(conn, journal, name, seq)
+        return result
+
+    return journal.run_sync(job)
+
+
+def _destination_view(conn: Any, journal: Journal, name: str, seq: int) -> dict[str, Any]:
+    q = journal.q
+    attempts = [
+        {"started_at": float(a[0]), "status_code": a[1], "outcome": a[2], "detail": a[3], "url": a[4],
+         "batch_events": int(a[5])}
+        for a in conn.execute(q("SELECT started_at, status_code, outcome, detail, url, event_count, seqs "
+                                "FROM attempts WHERE destination = ? AND seq_lo <= ? AND seq_hi >= ? "
+                                "ORDER BY started_at"), (name, seq, seq)).fetchall()
+        if seq in orjson.loads(a[6])
+    ]
+    view: dict[str, Any] = {"attempts": attempts}
+    outcome = conn.execute(q("SELECT status, reason, status_code, id FROM outcomes WHERE destination = ? AND seq = ?"),
+                           (name, seq)).fetchone()
+    cursor = conn.execute(q("SELECT position FROM cursors WHERE destination = ?"), (name,)).fetchone()
+    claim = conn.execute(q("SELECT attempts, last_error, next_attempt_at FROM claims WHERE destination = ? "
+                           "AND done = 0 AND seq_lo <= ? AND seq_hi >= ?"), (name, seq, seq)).fetchone()
+    if outcome:
+        view.update(outcome=outcome[0], reason=outcome[1], status_code=outcome[2], outcome_id=int(outcome[3]))
+    elif claim and claim[0]:
+        view.update(outcome=oc.RETRYING, reason=claim[1], next_attempt_at=claim[2])
+    elif cursor and int(cursor[0]) >= seq:
+        view["outcome"] = oc.DELIVERED
+    else:
+        view["outcome"] = oc.PENDING
+    return view
