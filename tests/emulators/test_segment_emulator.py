@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import gzip
+import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,7 +15,7 @@ import orjson
 import pytest
 from starlette.applications import Starlette
 
-from sgbridge.emulators.segment import create_segment_emulator
+from sgbridge.emulators.segment import create_segment_emulator, serve_segment_emulator
 
 pytestmark = pytest.mark.anyio
 
@@ -174,7 +175,7 @@ async def test_event_over_32kb_in_a_batch_is_rejected_alone(client: httpx.AsyncC
 
 async def test_batch_body_limit_is_500kb(client: httpx.AsyncClient) -> None:
     def body_of(size: int) -> bytes:
-        payload = {"batch": [track(1)], "context": {"pad": ""}}
+        payload: dict[str, Any] = {"batch": [track(1)], "context": {"pad": ""}}
         payload["context"]["pad"] = "y" * (size - len(orjson.dumps(payload)))
         raw = orjson.dumps(payload)
         assert len(raw) == size
@@ -378,3 +379,25 @@ async def test_drop_fault_over_a_real_socket(live_segment: tuple[Starlette, str]
         s = await stats(c)
     assert (s["accepted"], s["requests"], s["faults_injected"]) == (1, 1, 2)
     assert app.state.emulator.state.messages()[0]["writeKey"] == "live"
+
+
+async def test_serve_segment_emulator_runs_until_cancelled() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = asyncio.create_task(serve_segment_emulator("127.0.0.1", port, ["cli-key"], log_level="warning"))
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as c:
+            for _ in range(200):
+                try:
+                    response = await c.post("/v1/track", json={**track(1), "writeKey": "cli-key"})
+                    break
+                except httpx.ConnectError:
+                    await asyncio.sleep(0.02)
+            assert response.status_code == 200
+            assert (await c.post("/v1/track", json={**track(2), "writeKey": "other"})).status_code == 401
+            assert (await stats(c))["accepted"] == 1
+    finally:
+        server.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await server

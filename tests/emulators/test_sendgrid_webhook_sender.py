@@ -40,6 +40,7 @@ from sgbridge.emulators.sendgrid_webhook import (
 )
 from sgbridge.emulators.serving import serve_in_thread
 
+SG_MESSAGE_ID = re.compile(r"[A-Za-z0-9_-]{22}\.(filterdrecv|recvd)-[0-9a-f]{10}-[a-z0-9]{5}-\d+-[0-9A-F]{8}-\d+\.\d")
 VECTORS = Path("/work/shared/fixtures/peers/sendgrid/signature/vectors.json")
 SIG = "X-Twilio-Email-Event-Webhook-Signature"
 TS = "X-Twilio-Email-Event-Webhook-Timestamp"
@@ -82,7 +83,10 @@ def test_frame_events_reproduces_the_signed_vector_payload() -> None:
 
 
 def test_frame_events_multi_event_layout() -> None:
-    events = [{"b": {"y": "<a&b>", "x": 1}, "a": 1}, {"email": "zoë@example.com", "smtp-id": "<x@y>"}]
+    events: list[dict[str, Any]] = [
+        {"b": {"y": "<a&b>", "x": 1}, "a": 1},
+        {"email": "zoë@example.com", "smtp-id": "<x@y>"},
+    ]
     expected = '[{"a":1,"b":{"x":1,"y":"<a&b>"}},\r\n{"email":"zoë@example.com","smtp-id":"<x@y>"}]\r\n'
     assert frame_events(events) == expected.encode("utf-8")
     assert frame_events([]) == b"[]\r\n"
@@ -132,7 +136,7 @@ def test_event_factory_covers_sendgrid_quirks() -> None:
         assert isinstance(e["email"], str) and "@" in e["email"]
         assert isinstance(e["timestamp"], int)
         if "sg_message_id" in e:
-            assert re.fullmatch(r"[A-Za-z0-9_-]{22}\.(filterdrecv|recvd)-[0-9a-f]{10}-[a-z0-9]{5}-\d+-[0-9A-F]{8}-\d+\.\d", e["sg_message_id"])
+            assert SG_MESSAGE_ID.fullmatch(e["sg_message_id"])
         if "smtp-id" in e:
             assert e["smtp-id"].startswith("<" + e["sg_message_id"].split(".")[0] + "@")
     deferred = [e for e in events if e["event"] == "deferred"]

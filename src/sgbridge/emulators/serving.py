@@ -8,6 +8,7 @@ same uvicorn configuration.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import threading
@@ -48,7 +49,15 @@ def _config(app: ASGIApp, host: str, port: int, log_level: str) -> uvicorn.Confi
 async def serve_app(app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "info") -> None:
     """Serve ``app`` until the task is cancelled or the process is signalled."""
     install_drop_log_filter()
-    await uvicorn.Server(_config(app, host, port, log_level)).serve()
+    server = uvicorn.Server(_config(app, host, port, log_level))
+    serving = asyncio.ensure_future(server.serve())
+    try:
+        await asyncio.shield(serving)
+    except asyncio.CancelledError:
+        # Cancelling uvicorn mid-serve leaks its sockets; ask it to stop and wait instead.
+        server.should_exit = True
+        await serving
+        raise
 
 
 @contextmanager
