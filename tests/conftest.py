@@ -135,7 +135,7 @@ def bridge_factory(monkeypatch: pytest.MonkeyPatch, keypair: WebhookKeyPair, sql
 
     @asynccontextmanager
     async def make(database_url: str | None = None, config: str | None = None,
-                   **env: str) -> AsyncIterator[BridgeHarness]:
+                   **env: str | None) -> AsyncIterator[BridgeHarness]:
         defaults = {
             "SENDGRID_WEBHOOK_PUBLIC_KEY": keypair.public_key_base64,
             "SEGMENT_WRITE_KEY": "test-write-key",
@@ -145,7 +145,10 @@ def bridge_factory(monkeypatch: pytest.MonkeyPatch, keypair: WebhookKeyPair, sql
             "SGBRIDGE_DELIVERY__BACKOFF_MAX_SECONDS": "0.5",
         }
         for key, value in {**defaults, **env}.items():
-            monkeypatch.setenv(key, value)
+            if value is None:  # None removes a variable an earlier harness in the same test set
+                monkeypatch.delenv(key, raising=False)
+            else:
+                monkeypatch.setenv(key, value)
         segment_app = create_segment_emulator(["test-write-key", "other-write-key"])
         app = build_app(load_settings(config), transport=httpx.ASGITransport(app=segment_app))
         async with (
