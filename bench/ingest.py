@@ -1,31 +1,88 @@
-"""Ingestion and end-to-end benchmark: signed webhook POSTs → durable commit (→ Segment emulator).
+"""Ingestion and end-to-end benchmarks: signed webhook POSTs → durable commit (→ Segment emulator).
 
-Starts `sgbridge serve` (SQLite journal in a temp dir) and, for end-to-end, the Segment emulator
-in a second process; pre-signs bodies so the load generator spends its time sending; drives
-the server from several client processes. Prints one JSON object per measurement and a summary.
+Starts `sgbridge serve` (SQLite journal in a temp dir) as its own process and drives it with `wrk`
+(Debian package `wrk`; one C thread, 64 connections) over pre-signed bodies whose events are all
+distinct, so every event is really stored (no body is sent twice; duplicates would be cheap). The
+server's own counters (/metrics) are the source of the stored-event figures.
 
-    .venv/bin/python bench/ingest.py [--runs 3] [--seconds 5] [--end-to-end]
+    .venv/bin/python bench/ingest.py ingest [--runs 3] [--seconds 4] [--sizes 1,100,1000]
+    .venv/bin/python bench/ingest.py e2e [--runs 3] [--seconds 8]          # max rate, delivered to Segment
+    .venv/bin/python bench/ingest.py latency [--rate 5000] [--seconds 20]  # paced load, POST → Segment p50/p99
+    .venv/bin/python bench/ingest.py backlog [--events 1000000]            # peak RSS while a backlog drains
+
+Each measurement prints one JSON line; the last line is a JSON summary of medians.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
-import multiprocessing as mp
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from multiprocessing import Pool
 from pathlib import Path
 
 import httpx
 
 from sgbridge.emulators.event_factory import EventFactory
-from sgbridge.emulators.webhook_signing import frame_events, generate_keypair, sign
+from sgbridge.emulators.webhook_signing import frame_events, generate_keypair, load_private_key_pem, sign
+
+ALL_EVENTS = ["processed", "delivered", "open", "machine_open", "click", "dropped", "bounce", "deferred",
+              "unsubscribe", "group_unsubscribe", "group_resubscribe", "spamreport"]
 
 
+# -- load preparation -------------------------------------------------------------------------
+@dataclass
+class Bodies:
+    data_file: Path
+    manifest: Path
+    count: int
+    size: int
+    sg_event_ids: list[list[str]]  # per body, for latency matching
+
+
+def _make_chunk(args: tuple[int, int, int, bytes]) -> list[tuple[bytes, str, str, list[str]]]:
+    seed, size, count, private_pem = args
+    key = load_private_key_pem(private_pem)
+    factory = EventFactory(seed)
+    out = []
+    for _ in range(count):
+        events = factory.batch(size)
+        body = frame_events(events)
+        ts = str(int(time.time()))
+        out.append((body, sign(key, ts, body), ts, [str(e["sg_event_id"]) for e in events]))
+    return out
+
+
+def make_bodies(folder: Path, size: int, count: int, private_pem: bytes, seed: int = 1) -> Bodies:
+    """Sign `count` bodies of `size` distinct events, written back to back for the wrk script."""
+    per_chunk = max(1, 20_000 // size)
+    jobs = [(seed * 1_000_003 + i, size, min(per_chunk, count - i * per_chunk), private_pem)
+            for i in range((count + per_chunk - 1) // per_chunk)]
+    data_file, manifest = folder / f"bodies-{size}.bin", folder / f"bodies-{size}.tsv"
+    ids: list[list[str]] = []
+    offset = 0
+    with Pool(2) as pool, data_file.open("wb") as data, manifest.open("w") as lines:
+        for chunk in pool.imap(_make_chunk, jobs):
+            for body, signature, ts, event_ids in chunk:
+                data.write(body)
+                lines.write(f"{offset}\t{len(body)}\t{signature}\t{ts}\n")
+                offset += len(body)
+                ids.append(event_ids)
+    return Bodies(data_file, manifest, count, size, ids)
+
+
+# -- processes --------------------------------------------------------------------------------
 def _free_port() -> int:
     import socket
 
@@ -35,7 +92,7 @@ def _free_port() -> int:
 
 
 def _wait(url: str) -> None:
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
             httpx.get(url, timeout=0.5)
@@ -45,106 +102,209 @@ def _wait(url: str) -> None:
     raise RuntimeError(f"{url} did not answer")
 
 
-def _client(url: str, bodies: list[tuple[bytes, dict[str, str]]], seconds: float, out: mp.Queue) -> None:  # type: ignore[type-arg]
-    latencies: list[float] = []
-    sent = 0
-    with httpx.Client(base_url=url, timeout=30) as client:
-        end = time.monotonic() + seconds
-        i = 0
-        while time.monotonic() < end:
-            body, headers = bodies[i % len(bodies)]
-            i += 1
-            t = time.perf_counter()
-            r = client.post("/webhooks/sendgrid", content=body, headers=headers)
-            latencies.append(time.perf_counter() - t)
-            if r.status_code != 200:
-                raise SystemExit(f"HTTP {r.status_code}: {r.text}")
-            sent += 1
-    out.put((sent, latencies))
+@contextmanager
+def segment_emulator(keep_messages: bool) -> Iterator[str]:
+    port = _free_port()
+    cmd = [sys.executable, "-m", "sgbridge", "emulate", "segment", "--port", str(port)]
+    proc = subprocess.Popen(cmd + ([] if keep_messages else ["--no-keep-messages"]), stdout=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait(f"{url}/_emulator/stats")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
-def measure(url: str, size: int, seconds: float, clients: int, seed: int) -> dict[str, float]:
-    keys = generate_keypair()
-    factory = EventFactory(seed)
-    bodies = []
-    for _ in range(max(4, 2000 // size)):
-        body = frame_events(factory.batch(size))
-        ts = str(int(time.time()))
-        bodies.append((body, {"X-Twilio-Email-Event-Webhook-Signature": sign(keys.private_key, ts, body),
-                              "X-Twilio-Email-Event-Webhook-Timestamp": ts}))
-    return {"bodies": bodies, "key": keys.public_key_base64}  # type: ignore[dict-item]
+@contextmanager
+def bridge(public_key: str, folder: Path, segment_url: str | None) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    port = _free_port()
+    env = {**os.environ, "SENDGRID_WEBHOOK_PUBLIC_KEY": public_key,
+           "SGBRIDGE_DATABASE_URL": f"sqlite:///{folder / 'journal.db'}", "SEGMENT_WRITE_KEY": ""}
+    if segment_url:
+        env.update(SEGMENT_WRITE_KEY="bench", SEGMENT_ENDPOINT=segment_url,
+                   SGBRIDGE_SOURCES__DEFAULT__EVENTS=json.dumps(ALL_EVENTS))
+    proc = subprocess.Popen([sys.executable, "-m", "sgbridge", "serve", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait(f"{url}/healthz")
+        yield url, proc
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        for suffix in ("", "-wal", "-shm"):
+            (folder / f"journal.db{suffix}").unlink(missing_ok=True)
 
 
-def run_load(url: str, bodies: list, seconds: float, clients: int) -> dict[str, float]:  # type: ignore[type-arg]
-    out: mp.Queue = mp.Queue()  # type: ignore[type-arg]
-    procs = [mp.Process(target=_client, args=(url, bodies[i::clients] or bodies, seconds, out)) for i in range(clients)]
-    started = time.perf_counter()
-    for p in procs:
-        p.start()
-    results = [out.get() for _ in procs]
-    elapsed = time.perf_counter() - started
-    for p in procs:
-        p.join()
-    posts = sum(r[0] for r in results)
-    lat = sorted(x for r in results for x in r[1])
-    return {"posts": posts, "elapsed_s": elapsed, "posts_per_s": posts / elapsed,
-            "p50_ms": lat[len(lat) // 2] * 1000, "p99_ms": lat[int(len(lat) * 0.99)] * 1000}
+def _metric(url: str, name: str, label: str) -> float:
+    total = 0.0
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        if line.startswith(name) and label in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def _rss_kb(pid: int) -> dict[str, int]:
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(("VmRSS", "VmHWM")):
+            name, value = line.split(":")
+            fields[name] = int(value.split()[0])
+    return fields
+
+
+def run_wrk(url: str, bodies: Bodies, seconds: float, connections: int) -> dict[str, float]:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise SystemExit("wrk is not installed: apt-get install wrk")
+    env = {**os.environ, "SGB_DATA": str(bodies.data_file), "SGB_MANIFEST": str(bodies.manifest)}
+    script = Path(__file__).with_name("wrk_bodies.lua")
+    out = subprocess.run([wrk, "-t1", f"-c{connections}", f"-d{int(seconds)}s", "--timeout", "30s", "-s", str(script),
+                          url], env=env, capture_output=True, text=True, check=True).stdout
+    result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    if result["status_errors"] or result["socket_errors"]:
+        raise SystemExit(f"wrk saw errors: {result}")
+    if result["requests"] > bodies.count:
+        print(f"warning: {result['requests']} requests > {bodies.count} distinct bodies", file=sys.stderr)
+    return result
+
+
+# -- measurements -----------------------------------------------------------------------------
+def ingest(args: argparse.Namespace, folder: Path, keys: tuple[str, bytes]) -> None:
+    summary = {}
+    for size in [int(s) for s in args.sizes.split(",")]:
+        # Enough distinct bodies for the fastest plausible rate over the whole run.
+        ceiling = {1: 12_000, 100: 800}.get(size, max(1, 120_000 // size))
+        bodies = make_bodies(folder, size, int(ceiling * args.seconds), keys[1])
+        runs = []
+        for run in range(args.runs):
+            with bridge(keys[0], folder, None) as (url, _):
+                result = run_wrk(url, bodies, args.seconds, args.connections)
+                stored = _metric(url, "sgbridge_inbound_events_total", 'result="accepted"')
+            seconds = result["duration_us"] / 1e6
+            row = {"measure": "ingest", "size": size, "run": run, "posts_per_s": result["requests"] / seconds,
+                   "events_per_s": stored / seconds, "stored": stored, "p50_ms": result["p50_us"] / 1000,
+                   "p99_ms": result["p99_us"] / 1000}
+            print(json.dumps(row), flush=True)
+            runs.append(row)
+        summary[f"ingest_{size}"] = {k: statistics.median(r[k] for r in runs)
+                                     for k in ("events_per_s", "posts_per_s", "p50_ms", "p99_ms")}
+    print(json.dumps({"summary": summary, "runs": args.runs, "seconds": args.seconds,
+                      "connections": args.connections}))
+
+
+def e2e(args: argparse.Namespace, folder: Path, keys: tuple[str, bytes]) -> None:
+    """Maximum rate: 1,000-event POSTs as fast as they are taken, delivered to the Segment emulator."""
+    bodies = make_bodies(folder, 1000, int(60 * args.seconds), keys[1])
+    runs = []
+    for run in range(args.runs):
+        with segment_emulator(keep_messages=False) as seg, bridge(keys[0], folder, seg) as (url, _):
+            started = time.perf_counter()
+            load = run_wrk(url, bodies, args.seconds, 16)
+            stored = _metric(url, "sgbridge_inbound_events_total", 'result="accepted"')
+            while httpx.get(f"{seg}/_emulator/stats").json()["accepted"] < stored:
+                time.sleep(0.02)
+                if time.perf_counter() - started > 600:
+                    raise SystemExit("delivery did not finish in 10 minutes")
+            total = time.perf_counter() - started
+        row = {"measure": "e2e", "run": run, "stored": stored, "ingest_events_per_s": stored / (load["duration_us"] / 1e6),
+               "delivered_events_per_s": stored / total, "seconds_to_deliver_all": total}
+        print(json.dumps(row), flush=True)
+        runs.append(row)
+    print(json.dumps({"summary": {"e2e": {k: statistics.median(r[k] for r in runs)
+                                          for k in ("ingest_events_per_s", "delivered_events_per_s")}}}))
+
+
+async def _paced(url: str, bodies: Bodies, rate: float, seconds: float) -> dict[str, float]:
+    """Send bodies at `rate` events/s; return when each body's POST started, by sg_event_id."""
+    lines = bodies.manifest.read_text().splitlines()
+    data = bodies.data_file.read_bytes()
+    started_at: dict[str, float] = {}
+    interval = bodies.size / rate
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=httpx.Limits(max_connections=64)) as client:
+
+        async def post(i: int) -> None:
+            offset, length, signature, ts = lines[i].split("\t")
+            body = data[int(offset):int(offset) + int(length)]
+            sent = time.time()
+            response = await client.post("/webhooks/sendgrid", content=body, headers={
+                "X-Twilio-Email-Event-Webhook-Signature": signature, "X-Twilio-Email-Event-Webhook-Timestamp": ts})
+            response.raise_for_status()
+            for event_id in bodies.sg_event_ids[i]:
+                started_at[event_id] = sent
+
+        tasks = []
+        t0 = time.perf_counter()
+        for i in range(min(bodies.count, int(seconds * rate / bodies.size))):
+            await asyncio.sleep(max(0.0, t0 + i * interval - time.perf_counter()))
+            tasks.append(asyncio.create_task(post(i)))
+        await asyncio.gather(*tasks)
+    return started_at
+
+
+def latency(args: argparse.Namespace, folder: Path, keys: tuple[str, bytes]) -> None:
+    """POST → accepted by the Segment emulator, per event, under a paced load of `rate` events/s."""
+    size = args.post_size
+    bodies = make_bodies(folder, size, int(args.rate * args.seconds / size) + 1, keys[1])
+    runs = []
+    for run in range(args.runs):
+        with segment_emulator(keep_messages=True) as seg, bridge(keys[0], folder, seg) as (url, _):
+            started_at = asyncio.run(_paced(url, bodies, args.rate, args.seconds))
+            while httpx.get(f"{seg}/_emulator/stats").json()["accepted"] < len(started_at):
+                time.sleep(0.1)
+            messages = httpx.get(f"{seg}/_emulator/messages", params={"limit": len(started_at) + 10}, timeout=60)
+            received = {m["properties"]["sg_event_id"]: datetime.fromisoformat(m["receivedAt"]).timestamp()
+                        for m in messages.json()["messages"]}
+        lat = sorted(received[k] - started_at[k] for k in started_at if k in received)
+        row = {"measure": "latency", "run": run, "rate": args.rate, "post_size": size, "events": len(lat),
+               "p50_ms": lat[len(lat) // 2] * 1000, "p99_ms": lat[int(len(lat) * 0.99)] * 1000,
+               "max_ms": lat[-1] * 1000}
+        print(json.dumps(row), flush=True)
+        runs.append(row)
+    print(json.dumps({"summary": {"latency": {k: statistics.median(r[k] for r in runs)
+                                              for k in ("p50_ms", "p99_ms", "max_ms")}}}))
+
+
+def backlog(args: argparse.Namespace, folder: Path, keys: tuple[str, bytes]) -> None:
+    """Store a backlog with Segment down, then let it drain, sampling the server's RSS throughout."""
+    bodies = make_bodies(folder, 1000, args.events // 1000, keys[1])
+    with segment_emulator(keep_messages=False) as seg:
+        httpx.post(f"{seg}/_emulator/faults", json={"status": 503, "count": 10**9}).raise_for_status()
+        with bridge(keys[0], folder, seg) as (url, proc):
+            subprocess.run([shutil.which("wrk") or "wrk", "-t1", "-c8", "-d600s", "--timeout", "60s", "-s",
+                            str(Path(__file__).with_name("wrk_bodies.lua")), url],
+                           env={**os.environ, "SGB_DATA": str(bodies.data_file), "SGB_MANIFEST": str(bodies.manifest),
+                                "SGB_STOP_AFTER": str(bodies.count)}, capture_output=True, check=True)
+            stored = _metric(url, "sgbridge_inbound_events_total", 'result="accepted"')
+            after_ingest = _rss_kb(proc.pid)
+            httpx.delete(f"{seg}/_emulator/faults").raise_for_status()
+            started, peak = time.perf_counter(), 0
+            while httpx.get(f"{seg}/_emulator/stats").json()["accepted"] < stored:
+                peak = max(peak, _rss_kb(proc.pid)["VmRSS"])
+                time.sleep(0.2)
+            drained = time.perf_counter() - started
+            row = {"measure": "backlog", "events": stored, "rss_after_ingest_mb": after_ingest["VmRSS"] / 1024,
+                   "peak_rss_while_draining_mb": peak / 1024, "process_peak_rss_mb": _rss_kb(proc.pid)["VmHWM"] / 1024,
+                   "drain_seconds": drained, "drain_events_per_s": stored / drained}
+    print(json.dumps(row), flush=True)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("measure", choices=["ingest", "e2e", "latency", "backlog"])
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--sizes", default="1,100,1000")
-    parser.add_argument("--end-to-end", action="store_true", help="deliver to a Segment emulator process too")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--rate", type=float, default=5000.0, help="latency: events per second")
+    parser.add_argument("--post-size", type=int, default=100, help="latency: events per POST")
+    parser.add_argument("--events", type=int, default=1_000_000, help="backlog: events stored before draining")
     args = parser.parse_args()
-    summary = {}
-    for size in [int(s) for s in args.sizes.split(",")]:
-        runs = []
-        for run in range(args.runs):
-            prepared = measure("", size, args.seconds, args.clients, seed=run)
-            with tempfile.TemporaryDirectory() as tmp:
-                port = _free_port()
-                env = {**os.environ, "SENDGRID_WEBHOOK_PUBLIC_KEY": prepared["key"],
-                       "SGBRIDGE_DATABASE_URL": f"sqlite:///{Path(tmp) / 'journal.db'}", "SEGMENT_WRITE_KEY": ""}
-                emulator = None
-                if args.end_to_end:
-                    seg_port = _free_port()
-                    emulator = subprocess.Popen([sys.executable, "-m", "sgbridge", "emulate", "segment", "--port",
-                                                 str(seg_port), "--no-keep-messages"], stdout=subprocess.DEVNULL)
-                    _wait(f"http://127.0.0.1:{seg_port}/_emulator/stats")
-                    env.update(SEGMENT_WRITE_KEY="bench", SEGMENT_ENDPOINT=f"http://127.0.0.1:{seg_port}",
-                               SGBRIDGE_SOURCES__DEFAULT__EVENTS=json.dumps(
-                                   ["processed", "delivered", "open", "machine_open", "click", "dropped", "bounce",
-                                    "deferred", "unsubscribe", "group_unsubscribe", "group_resubscribe",
-                                    "spamreport"]))
-                server = subprocess.Popen([sys.executable, "-m", "sgbridge", "serve", "--port", str(port)], env=env,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                try:
-                    _wait(f"http://127.0.0.1:{port}/healthz")
-                    result = run_load(f"http://127.0.0.1:{port}", prepared["bodies"], args.seconds, args.clients)
-                    result.update(size=size, run=run, events_per_s=result["posts_per_s"] * size)
-                    if emulator is not None:
-                        # Duplicates (bodies are cycled) are removed at ingest; wait for the distinct events.
-                        distinct = min(result["posts"], len(prepared["bodies"])) * size
-                        t0 = time.perf_counter()
-                        while httpx.get(f"http://127.0.0.1:{seg_port}/_emulator/stats").json()["accepted"] < distinct:
-                            time.sleep(0.05)
-                            if time.perf_counter() - t0 > 120:
-                                break
-                        result["drain_after_load_s"] = time.perf_counter() - t0
-                    print(json.dumps(result), flush=True)
-                    runs.append(result)
-                finally:
-                    server.terminate()
-                    server.wait(10)
-                    if emulator is not None:
-                        emulator.terminate()
-                        emulator.wait(10)
-        summary[str(size)] = {k: statistics.median(r[k] for r in runs)
-                              for k in ("events_per_s", "posts_per_s", "p50_ms", "p99_ms")}
-    print(json.dumps({"summary": summary, "runs": args.runs, "seconds": args.seconds, "clients": args.clients}))
+    keys = generate_keypair()
+    with tempfile.TemporaryDirectory(prefix="sgbridge-bench-") as tmp:
+        {"ingest": ingest, "e2e": e2e, "latency": latency, "backlog": backlog}[args.measure](
+            args, Path(tmp), (keys.public_key_base64, keys.private_key_pem().encode()))
 
 
 if __name__ == "__main__":

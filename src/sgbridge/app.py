@@ -18,6 +18,8 @@ from starlette.routing import Route
 from sgbridge.delivery import metrics
 from sgbridge.delivery.worker import DeliveryWorker
 from sgbridge.destinations.segment import SegmentDestination
+from sgbridge.inbound.asgi import Receive, Scope, Send, send_json
+from sgbridge.inbound.routes import PATH as WEBHOOK_PATH
 from sgbridge.inbound.routes import SendGridInbound
 from sgbridge.journal import Journal
 from sgbridge.journal.housekeeping import prune
@@ -59,6 +61,7 @@ class Bridge:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.client.aclose()
+        self.sendgrid.close()
         self.journal.close()
 
     async def _housekeeping(self) -> None:
@@ -74,9 +77,30 @@ class Bridge:
             await asyncio.sleep(30)
 
 
-def build_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> Starlette:
+class BridgeApp(Starlette):
+    """Starlette, with the webhook POSTs taken before the router and middleware (the hot path)."""
+
+    bridge: Bridge
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].startswith(WEBHOOK_PATH):
+            inbound = self.bridge.sendgrid
+            if inbound.source_of(scope["path"]) is not None:
+                try:
+                    await inbound(scope, receive, send)
+                except Exception:
+                    log.exception("webhook request failed")
+                    await send_json(send, 500, {"error": "internal error; nothing was stored"})
+                return
+        await super().__call__(scope, receive, send)
+
+
+def build_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> BridgeApp:
     bridge = Bridge(settings, transport)
     token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+
+    async def webhook_wrong_method(request: Request) -> Response:  # POSTs never get here (BridgeApp)
+        return JSONResponse({"error": "use POST"}, status_code=405)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok", "database": bridge.journal.dialect.name,
@@ -90,21 +114,22 @@ def build_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = N
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: BridgeApp) -> AsyncIterator[None]:
         await bridge.start()
         try:
             yield
         finally:
             await bridge.stop()
 
-    app = Starlette(
+    app = BridgeApp(
         routes=[
-            Route("/webhooks/sendgrid", bridge.sendgrid.handle, methods=["POST"]),
-            Route("/webhooks/sendgrid/{source}", bridge.sendgrid.handle, methods=["POST"]),
+            Route(WEBHOOK_PATH, webhook_wrong_method),
+            Route(WEBHOOK_PATH + "/{source}", webhook_wrong_method),
             Route("/healthz", healthz),
             Route("/metrics", metrics_endpoint),
         ],
         lifespan=lifespan,
     )
+    app.bridge = bridge
     app.state.bridge = bridge
     return app

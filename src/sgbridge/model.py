@@ -20,7 +20,7 @@ class InboundEvent:
 class InboundRequest:
     source: str
     received_at: float
-    body: bytes  # the raw bytes as received (after gzip), kept to trace an event to its request
+    body_bytes: int  # size of the body as received (after gzip); each event keeps its own bytes
     events: list[InboundEvent] = field(default_factory=list)
 
 

@@ -1,19 +1,21 @@
-"""HTTP handlers for the SendGrid Event Webhook: verify → parse → journal → 2xx.
+"""The SendGrid Event Webhook endpoint: verify → parse → journal → 2xx.
 
 The 2xx is sent only after the journal commit is durable. Anything wrong with a request is
-answered with a 4xx and a reason, and nothing of it is stored.
+answered with a 4xx and a reason, and nothing of it is stored. It is a bare ASGI endpoint (see
+inbound/asgi.py for why), and signature checks run on a small thread pool: `cryptography`
+releases the GIL while it verifies, so that work moves to the second core.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
-
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from concurrent.futures import ThreadPoolExecutor
 
 from sgbridge.delivery import metrics
+from sgbridge.inbound.asgi import BodyTooLarge, ClientGone, Receive, Scope, Send, header, read_body, send_json
 from sgbridge.inbound.sendgrid import BadPayload, PayloadTooLarge, decompress, parse_events
 from sgbridge.inbound.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, InvalidPublicKey, SignatureVerifier
 from sgbridge.journal import Journal
@@ -21,6 +23,17 @@ from sgbridge.model import InboundRequest
 from sgbridge.settings import ConfigError, Settings, SourceSettings
 
 log = logging.getLogger(__name__)
+
+PATH = "/webhooks/sendgrid"
+_SIGNATURE = SIGNATURE_HEADER.lower().encode()
+_TIMESTAMP = TIMESTAMP_HEADER.lower().encode()
+
+
+class Refused(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
 
 
 class SendGridInbound:
@@ -30,6 +43,7 @@ class SendGridInbound:
         self.on_append = on_append
         self.max_body = settings.ingest.max_body_bytes
         self.verifiers: dict[str, SignatureVerifier] = {}
+        self._verify_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sgbridge-verify")
         for name, source in settings.sources.items():
             try:
                 self.verifiers[name] = SignatureVerifier(source.public_keys)
@@ -39,77 +53,80 @@ class SendGridInbound:
                 log.warning("source %r has no public key: its webhook posts will be refused (401). Set "
                             "SENDGRID_WEBHOOK_PUBLIC_KEY or sources.%s.public_keys", name, name)
 
-    async def handle(self, request: Request) -> Response:
-        name = request.path_params.get("source", "default")
-        response = await self._handle(request, name)
-        metrics.INBOUND_REQUESTS.labels(name if name in self.settings.sources else "(unknown)",
-                                        str(response.status_code)).inc()
-        return response
+    def close(self) -> None:
+        self._verify_pool.shutdown(wait=False)
 
-    async def _read_body(self, request: Request) -> bytes | None:
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > self.max_body:
-            return None
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > self.max_body:
-                return None
-            chunks.append(chunk)
-        return b"".join(chunks)
+    @staticmethod
+    def source_of(path: str) -> str | None:
+        """`default` for /webhooks/sendgrid, NAME for /webhooks/sendgrid/NAME, else None."""
+        if path == PATH or path == PATH + "/":
+            return "default"
+        if path.startswith(PATH + "/"):
+            name = path[len(PATH) + 1:].rstrip("/")
+            if name and "/" not in name:
+                return name
+        return None
 
-    def _check_signature(self, request: Request, source: SourceSettings, name: str, raw: bytes,
-                         body: bytes) -> Response | None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        name = self.source_of(scope["path"]) or ""
+        try:
+            status, payload = 200, await self._handle(scope, receive, name)
+        except Refused as refused:
+            status, payload = refused.status, {"error": refused.reason}
+        except ClientGone:
+            return
+        metrics.INBOUND_REQUESTS.labels(name if name in self.settings.sources else "(unknown)", str(status)).inc()
+        await send_json(send, status, payload)
+
+    async def _check_signature(self, scope: Scope, source: SourceSettings, name: str, raw: bytes,
+                               body: bytes) -> None:
         if source.unsigned:
-            return None
+            return
         verifier = self.verifiers[name]
         if not verifier:
-            return _error(401, f"source {name!r} has no public key configured, so no request can be verified")
-        signature = request.headers.get(SIGNATURE_HEADER)
-        timestamp = request.headers.get(TIMESTAMP_HEADER)
+            raise Refused(401, f"source {name!r} has no public key configured, so no request can be verified")
+        signature = header(scope, _SIGNATURE)
+        timestamp = header(scope, _TIMESTAMP)
         if not signature or timestamp is None:
-            return _error(401, f"missing {SIGNATURE_HEADER} or {TIMESTAMP_HEADER} header")
+            raise Refused(401, f"missing {SIGNATURE_HEADER} or {TIMESTAMP_HEADER} header")
+        loop = asyncio.get_running_loop()
         # SendGrid signs the bytes it sends; a gzip-encoding proxy may sit in between.
-        if not (verifier.verify(signature, timestamp, body) or (raw is not body and
-                                                                 verifier.verify(signature, timestamp, raw))):
-            return _error(403, "signature does not match the body and timestamp for any configured key")
+        valid = await loop.run_in_executor(self._verify_pool, verifier.verify, signature, timestamp, body)
+        if not valid and raw is not body:
+            valid = await loop.run_in_executor(self._verify_pool, verifier.verify, signature, timestamp, raw)
+        if not valid:
+            raise Refused(403, "signature does not match the body and timestamp for any configured key")
         if source.timestamp_tolerance_seconds is not None:
             try:
                 skew = abs(time.time() - float(timestamp))
             except ValueError:
-                return _error(403, "timestamp header is not a Unix time")
+                raise Refused(403, "timestamp header is not a Unix time") from None
             if skew > source.timestamp_tolerance_seconds:
-                return _error(403, f"timestamp is {skew:.0f}s away from now, over the configured tolerance")
-        return None
+                raise Refused(403, f"timestamp is {skew:.0f}s away from now, over the configured tolerance")
 
-    async def _handle(self, request: Request, name: str) -> Response:
+    async def _handle(self, scope: Scope, receive: Receive, name: str) -> dict[str, object]:
         source = self.settings.sources.get(name)
         if source is None:
-            return _error(404, f"no SendGrid source named {name!r} is configured")
-        raw = await self._read_body(request)
-        if raw is None:
-            return _error(413, f"body is over the {self.max_body}-byte limit")
+            raise Refused(404, f"no SendGrid source named {name!r} is configured")
         try:
-            body = decompress(raw, request.headers.get("content-encoding"), self.max_body)
+            raw = await read_body(scope, receive, self.max_body)
+        except BodyTooLarge:
+            raise Refused(413, f"body is over the {self.max_body}-byte limit") from None
+        try:
+            body = decompress(raw, header(scope, b"content-encoding"), self.max_body)
         except PayloadTooLarge as exc:
-            return _error(413, str(exc))
+            raise Refused(413, str(exc)) from None
         except BadPayload as exc:
-            return _error(400, str(exc))
-        refused = self._check_signature(request, source, name, raw, body)
-        if refused is not None:
-            return refused
+            raise Refused(400, str(exc)) from None
+        await self._check_signature(scope, source, name, raw, body)
         try:
             events = parse_events(name, body)
         except BadPayload as exc:
-            return _error(400, str(exc))
-        result = await self.journal.append(InboundRequest(name, time.time(), body, events))
+            raise Refused(400, str(exc)) from None
+        result = await self.journal.append(InboundRequest(name, time.time(), len(body), events))
         metrics.INBOUND_EVENTS.labels(name, "accepted").inc(result.accepted)
         metrics.INBOUND_EVENTS.labels(name, "duplicate").inc(result.duplicates)
         if result.accepted:
             self.on_append()
-        return JSONResponse({"received": len(events), "stored": result.accepted,
-                             "duplicates": result.duplicates, "request_id": result.request_id})
-
-
-def _error(status: int, reason: str) -> JSONResponse:
-    return JSONResponse({"error": reason}, status_code=status)
+        return {"received": len(events), "stored": result.accepted, "duplicates": result.duplicates,
+                "request_id": result.request_id}

@@ -35,6 +35,10 @@ def _stored(row: Sequence[Any]) -> StoredEvent:
     return StoredEvent(int(row[0]), row[1], row[2], float(row[3]), bytes(row[4]), bytes(row[5]))
 
 
+# Bumped when a table changes shape; written into meta by the schema files.
+SCHEMA_VERSION = "2"
+
+
 class Journal:
     def __init__(self, database_url: str) -> None:
         self.url = database_url
@@ -52,6 +56,10 @@ class Journal:
             for statement in self.dialect.schema().split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+            if version != SCHEMA_VERSION:
+                raise RuntimeError(f"the journal at {self.url} has schema version {version}; this sgbridge needs "
+                                   f"{SCHEMA_VERSION}. Point SGBRIDGE_DATABASE_URL at a new database")
             if self.dialect.name == "postgres":
                 conn.execute("SELECT pg_advisory_unlock(7281)")
         finally:
@@ -81,8 +89,8 @@ class Journal:
         def job(conn: Any) -> AppendResult:
             request_id = dialect.insert_returning_id(
                 conn,
-                "INSERT INTO requests (source, received_at, event_count, body) VALUES (?,?,?,?)",
-                (request.source, request.received_at, len(request.events), request.body),
+                "INSERT INTO requests (source, received_at, event_count, body_bytes) VALUES (?,?,?,?)",
+                (request.source, request.received_at, len(request.events), request.body_bytes),
             )
             rows = [
                 (request_id, e.source, request.received_at, e.event_type, e.id_key, e.fp_key, e.body)

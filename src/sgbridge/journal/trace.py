@@ -33,7 +33,7 @@ def trace(journal: Journal, seq: int, destinations: list[str]) -> dict[str, Any]
     q = journal.q
 
     def job(conn: Any) -> dict[str, Any] | None:
-        row = conn.execute(q("SELECT e.seq, e.source, e.received_at, e.event_type, e.body, e.request_id, r.body "
+        row = conn.execute(q("SELECT e.seq, e.source, e.received_at, e.event_type, e.body, e.request_id, r.body_bytes "
                              "FROM events e LEFT JOIN requests r ON r.id = e.request_id WHERE e.seq = ?"),
                            (seq,)).fetchone()
         if row is None:
@@ -41,7 +41,7 @@ def trace(journal: Journal, seq: int, destinations: list[str]) -> dict[str, Any]
         result: dict[str, Any] = {
             "seq": int(row[0]), "source": row[1], "received_at": float(row[2]), "event_type": row[3],
             "event": orjson.loads(bytes(row[4])),
-            "request": {"id": int(row[5]), "raw_body_bytes": len(row[6]) if row[6] is not None else None},
+            "request": {"id": int(row[5]), "body_bytes": row[6]},
             "destinations": {},
         }
         names = set(destinations) | {r[0] for r in conn.execute("SELECT destination FROM cursors")}

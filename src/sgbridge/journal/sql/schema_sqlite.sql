@@ -2,13 +2,14 @@
 -- The event log is append-only, and delivery keeps a cursor per destination and materialises only
 -- the exceptions (drops, rejections, replays) as rows, so the hot path writes one row per event.
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO meta (key, value) VALUES ('schema_version', '2') ON CONFLICT DO NOTHING;
 
 CREATE TABLE IF NOT EXISTS requests (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     source TEXT NOT NULL,
     received_at REAL NOT NULL,
     event_count INTEGER NOT NULL,
-    body BLOB NOT NULL
+    body_bytes INTEGER NOT NULL  -- the raw bodies are not kept: each event keeps its own bytes as sent
 );
 
 CREATE TABLE IF NOT EXISTS events (
