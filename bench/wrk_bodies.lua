@@ -34,18 +34,6 @@ request = function()
   return requests[index]
 end
 
--- SGB_STOP_AFTER=N: stop once N responses have arrived (send a fixed amount instead of a duration).
-local stop_after = tonumber(os.getenv("SGB_STOP_AFTER") or "")
-if stop_after then
-  local answered = 0
-  response = function(status, headers, body)
-    answered = answered + 1
-    if answered >= stop_after then
-      wrk.thread:stop()
-    end
-  end
-end
-
 done = function(summary, latency, requests_)
   io.write(string.format(
     '{"requests": %d, "duration_us": %d, "status_errors": %d, "socket_errors": %d, "p50_us": %d, "p99_us": %d, "max_us": %d}\n',

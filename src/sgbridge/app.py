@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -21,6 +21,7 @@ from sgbridge.destinations.segment import SegmentDestination
 from sgbridge.inbound.asgi import Receive, Scope, Send, send_json
 from sgbridge.inbound.routes import PATH as WEBHOOK_PATH
 from sgbridge.inbound.routes import SendGridInbound
+from sgbridge.inbound.segment_routes import SegmentInbound
 from sgbridge.journal import Journal
 from sgbridge.journal.housekeeping import prune
 from sgbridge.settings import Settings
@@ -42,6 +43,7 @@ class Bridge:
         else:
             log.warning("no Segment write key configured (SEGMENT_WRITE_KEY): events are stored, not forwarded")
         self.sendgrid = SendGridInbound(settings, self.journal, self.wake)
+        self.segment_inbound = SegmentInbound(settings, self.journal, self.wake)
         self._tasks: list[asyncio.Task[None]] = []
 
     def wake(self) -> None:
@@ -83,13 +85,18 @@ class BridgeApp(Starlette):
     bridge: Bridge
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].startswith(WEBHOOK_PATH):
-            inbound = self.bridge.sendgrid
-            if inbound.source_of(scope["path"]) is not None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path = scope["path"]
+            handler: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
+            if path.startswith(WEBHOOK_PATH) and self.bridge.sendgrid.source_of(path) is not None:
+                handler = self.bridge.sendgrid
+            elif SegmentInbound.route_of(path) is not None:
+                handler = self.bridge.segment_inbound
+            if handler is not None:
                 try:
-                    await inbound(scope, receive, send)
+                    await handler(scope, receive, send)
                 except Exception:
-                    log.exception("webhook request failed")
+                    log.exception("inbound request failed")
                     await send_json(send, 500, {"error": "internal error; nothing was stored"})
                 return
         await super().__call__(scope, receive, send)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -90,6 +91,23 @@ class SegmentSettings(_Section):
         return (self.endpoint or SEGMENT_HOSTS[self.region]).rstrip("/")
 
 
+class SegmentInboundSettings(_Section):
+    """Segment events sent to sgbridge: by Segment's Webhooks destination or straight from its SDKs."""
+
+    shared_secret: SecretStr | None = Field(
+        None, description="Webhooks destination shared secret: X-Signature is checked against it "
+                          "(SEGMENT_WEBHOOK_SHARED_SECRET)")
+    unsigned: bool = Field(False, description="accept /webhooks/segment without X-Signature (trusted networks)")
+    write_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="write keys accepted by the Tracking API endpoints /v1/* "
+                                          "(SGBRIDGE_INBOUND_WRITE_KEYS, comma-separated)")
+
+    @field_validator("write_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        return _list_from_env(value)
+
+
 class DeliverySettings(_Section):
     window_events: int = Field(5000, ge=1, description="events claimed per unit of work")
     concurrency: int = Field(4, ge=1, description="windows in flight per process")
@@ -119,9 +137,20 @@ class Settings(BaseSettings):
     log_level: str = Field("info", description="debug, info, warning, error")
     metrics_token: SecretStr | None = Field(None, description="if set, /metrics needs this bearer token")
     segment: SegmentSettings = Field(default_factory=SegmentSettings)
+    segment_inbound: SegmentInboundSettings = Field(default_factory=SegmentInboundSettings)
     sources: dict[str, SourceSettings] = Field(default_factory=lambda: {"default": SourceSettings()})
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+
+    @field_validator("sources")
+    @classmethod
+    def _source_names(cls, value: dict[str, SourceSettings]) -> dict[str, SourceSettings]:
+        # Names appear in URLs (/webhooks/sendgrid/NAME) and in the journal, where ':' marks
+        # Segment-born events.
+        bad = [name for name in value if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name)]
+        if bad:
+            raise ValueError(f"source names may use letters, digits, '_', '.' and '-' only: {bad}")
+        return value
 
     @classmethod
     def settings_customise_sources(
@@ -159,6 +188,11 @@ def _apply_short_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
         segment["region"] = region.strip().lower()
     if endpoint := env.get("SEGMENT_ENDPOINT"):
         segment["endpoint"] = endpoint
+    inbound = data.setdefault("segment_inbound", {})
+    if secret := env.get("SEGMENT_WEBHOOK_SHARED_SECRET"):
+        inbound["shared_secret"] = secret
+    if write_keys := env.get("SGBRIDGE_INBOUND_WRITE_KEYS"):
+        inbound["write_keys"] = write_keys
     if keys := env.get("SENDGRID_WEBHOOK_PUBLIC_KEY"):
         default = data.setdefault("sources", {}).setdefault("default", {})
         default["public_keys"] = keys

@@ -78,12 +78,13 @@ class DeliveryWorker:
                 await asyncio.sleep(1.0)
 
     async def process_window(self, window: Window) -> None:
-        batches, records = self.destination.prepare(window.events)
+        events = [e for e in window.events if self.destination.consumes(e.source)]
+        batches, records = self.destination.prepare(events)
         results = await asyncio.gather(*(self._deliver(window, b) for b in batches))
         for rejected in results:
             records.extend(rejected)
         await self.journal.complete_window(window, records)
-        self._count(len(window.events), records)
+        self._count(len(events), records)
 
     def _count(self, total: int, records: list[OutcomeRecord]) -> None:
         name = self.destination.name
@@ -165,7 +166,7 @@ class DeliveryWorker:
                 await asyncio.sleep(1.0)
 
     async def _replay(self, window: Window) -> None:
-        batches, records = self.destination.prepare(window.events)
+        batches, records = self.destination.prepare([e for e in window.events if self.destination.consumes(e.source)])
         retry_at: dict[int, float] = {}
         for batch in batches:
             outcome = await self._attempt(batch)

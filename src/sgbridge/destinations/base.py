@@ -21,6 +21,10 @@ class Batch(Protocol):
 class BatchDestination(Protocol):
     name: str
 
+    def consumes(self, source: str) -> bool:
+        """Whether events of this journal source are for this destination at all (others pass by)."""
+        ...
+
     # Batches are the destination's own type; the worker only reads ``batch.messages``.
     def prepare(self, events: list[StoredEvent]) -> tuple[list[Any], list[OutcomeRecord]]:
         """Map events into batches ready to send, plus the events that will not be sent."""

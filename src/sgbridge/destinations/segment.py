@@ -16,6 +16,7 @@ import httpx
 import orjson
 
 from sgbridge.destinations.classify import classify_error, classify_response
+from sgbridge.inbound.segment import SEGMENT_SOURCES
 from sgbridge.model import OutcomeRecord, StoredEvent
 from sgbridge.outcomes import DROPPED, REJECTED, Outcome
 from sgbridge.routing.sendgrid_to_segment import Skip, to_segment_track
@@ -51,6 +52,9 @@ class SegmentDestination:
         self.url = f"{self.segment.base_url()}/v1/batch"
         self._selected = {name: frozenset(src.events) for name, src in settings.sources.items()}
         self._auth: dict[str, str] = {}
+
+    def consumes(self, source: str) -> bool:
+        return source not in SEGMENT_SOURCES  # events that came from Segment never go back to it
 
     def prepare(self, events: list[StoredEvent]) -> tuple[list[Batch], list[OutcomeRecord]]:
         """Map events and pack them into batches; the second list holds events not sent."""
