@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from sgbridge.settings import (
     DeliverySettings,
     IngestSettings,
+    SegmentInboundSettings,
     SegmentSettings,
     Settings,
     SourceSettings,
@@ -20,6 +21,7 @@ _SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("", Settings, "Top level"),
     ("segment", SegmentSettings, "Segment destination"),
     ("sources.<name>", SourceSettings, "SendGrid sources (one per Event Webhook)"),
+    ("segment_inbound", SegmentInboundSettings, "Segment events in (/webhooks/segment and the Tracking API /v1/*)"),
     ("delivery", DeliverySettings, "Delivery engine"),
     ("ingest", IngestSettings, "Ingestion"),
 ]
@@ -44,7 +46,8 @@ def render() -> str:
         "Settings come from a TOML file (`--config FILE` or `SGBRIDGE_CONFIG`), overridden by",
         "environment variables: `SGBRIDGE_<SECTION>__<KEY>` for any key (lists as JSON or",
         "comma-separated), plus `SENDGRID_WEBHOOK_PUBLIC_KEY` (→ `sources.default.public_keys`),",
-        "`SEGMENT_WRITE_KEY`, `SEGMENT_REGION`, `SEGMENT_ENDPOINT` (→ `segment.*`) and",
+        "`SEGMENT_WRITE_KEY`, `SEGMENT_REGION`, `SEGMENT_ENDPOINT` (→ `segment.*`),",
+        "`SEGMENT_WEBHOOK_SHARED_SECRET` and `SGBRIDGE_INBOUND_WRITE_KEYS` (→ `segment_inbound.*`) and",
         "`SGBRIDGE_DATABASE_URL`. Unknown keys are errors.",
         "",
     ]
@@ -52,7 +55,7 @@ def render() -> str:
         lines += [f"## {title}" + (f" — `[{prefix}]`" if prefix else ""), "", "| key | type | default | meaning |",
                   "|---|---|---|---|"]
         for name, field in model.model_fields.items():
-            if model is Settings and name in ("segment", "sources", "delivery", "ingest"):
+            if model is Settings and name in {p.split(".")[0] for p, _, _ in _SECTIONS if p}:
                 continue
             kind = str(field.annotation).replace("typing.", "").replace("pydantic.types.", "")
             kind = kind.replace("<class '", "").replace("'>", "").replace("|", "or")
