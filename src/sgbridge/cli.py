@@ -92,6 +92,23 @@ def emulate_segment(host: str, port: int, write_keys: tuple[str, ...], no_keep_m
                                        log_level="warning"))
 
 
+@emulate.command("sendgrid")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8766, show_default=True)
+@click.option("--api-key", "api_keys", multiple=True, help="Accepted API key (repeat; default: any).")
+@click.option("--job-delay", type=float, default=1.0, show_default=True,
+              help="Seconds before contact import/delete jobs complete.")
+def emulate_sendgrid(host: str, port: int, api_keys: tuple[str, ...], job_delay: float) -> None:
+    """SendGrid v3 API emulator (contacts, lists, suppressions, mail send; OpenAPI-validated; /_emulator/*)."""
+    import asyncio
+
+    from sgbridge.emulators.sendgrid import serve_sendgrid_emulator
+
+    click.echo(f"SendGrid emulator on http://{host}:{port} (inspect /_emulator/requests, /_emulator/contacts)")
+    asyncio.run(serve_sendgrid_emulator(host, port, api_keys or None, job_delay_seconds=job_delay,
+                                        log_level="warning"))
+
+
 @emulate.command("sendgrid-webhook")
 @click.option("--target", required=True, help="Webhook URL, e.g. http://127.0.0.1:8080/webhooks/sendgrid")
 @click.option("--rate", type=float, default=1000.0, show_default=True, help="Events per second.")

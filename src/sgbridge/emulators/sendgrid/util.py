@@ -1,0 +1,71 @@
+"""Small helpers shared by the SendGrid emulator modules: error shapes, JSON, e-mail syntax, time."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+
+# Deliberately simple: SendGrid's exact address grammar is not published. This rejects what a
+# bridge bug typically produces (no "@", spaces, no dot in the domain, empty parts).
+_EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(\.[^@\s.]+)+")
+MAX_EMAIL_LENGTH = 254
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One entry of SendGrid's ``{"errors": [{"field": ..., "message": ...}]}`` body."""
+
+    field: str | None
+    message: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"field": self.field, "message": self.message}
+
+
+class ApiError(Exception):
+    """Raised by a handler to answer with SendGrid's error shape."""
+
+    def __init__(self, status: int, errors: FieldError | Iterable[FieldError]) -> None:
+        self.status = status
+        self.errors = [errors] if isinstance(errors, FieldError) else list(errors)
+        super().__init__(f"{status}: {[e.message for e in self.errors]}")
+
+
+def not_found(message: str = "resource not found", field: str | None = None) -> ApiError:
+    return ApiError(404, FieldError(field, message))
+
+
+def bad_request(message: str, field: str | None = None) -> ApiError:
+    return ApiError(400, FieldError(field, message))
+
+
+def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(data), status_code=status, headers=dict(headers or {}), media_type="application/json")
+
+
+def errors_response(status: int, errors: Iterable[FieldError], headers: Mapping[str, str] | None = None) -> Response:
+    return json_response({"errors": [e.as_json() for e in errors]}, status, headers)
+
+
+def empty_response(status: int, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(b"", status_code=status, headers=dict(headers or {}))
+
+
+def is_valid_email(value: Any) -> bool:
+    return isinstance(value, str) and len(value) <= MAX_EMAIL_LENGTH and _EMAIL.fullmatch(value) is not None
+
+
+def iso(ts: float) -> str:
+    """SendGrid's marketing timestamps: ISO 8601, UTC, ``Z`` suffix."""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def csv_ids(value: str) -> list[str]:
+    """``a, b,,c`` -> ``["a", "b", "c"]`` (comma-separated id query parameters)."""
+    return [part.strip() for part in value.split(",") if part.strip()]
