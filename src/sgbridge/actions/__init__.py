@@ -1,0 +1,1 @@
+"""Segment-compatible actions: the catalog, payloads, and the SendGrid and webhook actions."""

@@ -1,0 +1,135 @@
+"""One destination instance: its settings and subscriptions, planning events and running them.
+
+A *subscription* is Segment's word for one configured action: which action, its trigger, its
+field mappings. ``ActionRunner`` owns one destination's subscriptions and one API client, so
+``sgbridge actions test`` (one action, events from a file) and the delivery engine (every
+subscription, events from the journal) run exactly the same code.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from sgbridge.actions.catalog import GLOBAL_ENDPOINT, ActionSpec, find_action
+from sgbridge.actions.executor import Context, MailGuard, PhaseRunner, execute
+from sgbridge.actions.operations import Invalid, Operation, PlannedEvent, Skip
+from sgbridge.actions.payload import build_payload, effective_mapping
+from sgbridge.actions.results import EventResult
+from sgbridge.actions.schema import PayloadInvalid
+from sgbridge.actions.sendgrid.api import RequestHook, SendGridApi
+from sgbridge.actions.sendgrid.mail import run_mail
+from sgbridge.actions.sendgrid.plans import PLANNERS
+from sgbridge.actions.sendgrid.removals import run_list_removals
+from sgbridge.actions.sendgrid.suppressions import run_suppressions
+from sgbridge.actions.sendgrid.upserts import run_upserts
+from sgbridge.actions.webhook import plan_send, run_http_calls
+from sgbridge.mappings import MappingError, SubscriptionError, validate_mapping
+from sgbridge.mappings.subscriptions import Subscription, parse_subscription
+
+RUNNERS: dict[int, PhaseRunner] = {0: run_upserts, 1: run_list_removals, 2: run_suppressions, 3: run_suppressions,
+                                   4: run_mail, 5: run_http_calls}
+
+
+class ConfigError(ValueError):
+    """A destination or subscription that cannot work; the message starts with the path of the bad key."""
+
+
+@dataclass
+class Subscribed:
+    """One configured action, checked: its spec, full mapping and parsed trigger."""
+
+    name: str
+    action: ActionSpec
+    mapping: dict[str, Any]
+    trigger: Subscription | None
+
+
+def check_subscription(path: str, destination: str, action: str, mapping: dict[str, Any] | None,
+                       trigger: str | None, use_defaults: bool = True) -> Subscribed:
+    """Validate one subscription now (start-up), reporting ``path.key: problem``."""
+    try:
+        spec = find_action(destination, action)
+    except LookupError as exc:
+        raise ConfigError(f"{path}.action: {exc}") from None
+    if mapping is not None and not isinstance(mapping, dict):
+        raise ConfigError(f"{path}.mapping: must be an object of field -> mapping")
+    full = effective_mapping(spec, mapping or {}, use_defaults)
+    unknown = [k for k in full if k not in spec.fields]
+    if unknown:
+        raise ConfigError(f"{path}.mapping.{unknown[0]}: {spec.destination}.{spec.key} has no field {unknown[0]!r} "
+                          f"(fields: {', '.join(spec.fields)})")
+    try:
+        validate_mapping(full)
+    except MappingError as exc:
+        issue = exc.issues[0] if exc.issues else None
+        where = ".".join((f"{path}.mapping", *issue.path)) if issue else f"{path}.mapping"
+        raise ConfigError(f"{where}: {issue.problem if issue else exc}") from None
+    parsed = None
+    if trigger is not None:
+        try:
+            parsed = parse_subscription(trigger)
+        except SubscriptionError as exc:
+            raise ConfigError(f"{path}.trigger: {exc}") from None
+    elif spec.default_subscription:
+        parsed = parse_subscription(spec.default_subscription)
+    return Subscribed(f"{spec.destination}.{spec.key}", spec, full, parsed)
+
+
+class ActionRunner:
+    def __init__(self, destination: str, settings: dict[str, Any], subscriptions: Sequence[Subscribed],
+                 client: httpx.AsyncClient, *, endpoint: str | None = None, on_request: RequestHook | None = None,
+                 mail_guard: MailGuard | None = None, max_concurrency: int = 4,
+                 clock: Callable[[], float] = time.time, job_poll_seconds: float = 0.5,
+                 job_timeout_seconds: float = 600.0) -> None:
+        self.destination = destination
+        self.settings = settings
+        self.subscriptions = list(subscriptions)
+        self.clock = clock
+        api_key = str(settings.get("sendGridApiKey") or "")
+        base = endpoint or settings.get("endpoint") or GLOBAL_ENDPOINT
+        self.api = SendGridApi(client, api_key, str(base), max_concurrency=max_concurrency, on_request=on_request)
+        self.context = Context(self.api, client, mail_guard or MailGuard(), job_poll_seconds=job_poll_seconds,
+                               job_timeout_seconds=job_timeout_seconds, webhook_on_request=on_request)
+
+    def plan(self, ref: int, event: dict[str, Any], *, ignore_triggers: bool = False) -> PlannedEvent:
+        """Every matching subscription's operations for one event (none: the event is not for us)."""
+        planned = PlannedEvent(ref, order_key=_user_of(event))
+        for sub in self.subscriptions:
+            try:
+                if not ignore_triggers and sub.trigger is not None and not sub.trigger.matches(event):
+                    continue
+                planned.operations.extend(self._operations(sub, event))
+            except Skip as exc:
+                planned.skipped = str(exc)
+            except Invalid as exc:
+                planned.invalid = exc
+            except PayloadInvalid as exc:
+                planned.invalid = Invalid(str(exc))
+            except (MappingError, SubscriptionError) as exc:
+                planned.invalid = Invalid(f"{sub.name}: {exc}", "MAPPING_FAILED")
+            if planned.invalid is not None:
+                planned.operations.clear()
+                break
+        return planned
+
+    def _operations(self, sub: Subscribed, event: dict[str, Any]) -> list[Operation]:
+        payload = build_payload(sub.action, sub.mapping, event)
+        if sub.action.destination == "webhook":
+            return plan_send(payload, self.settings)
+        return PLANNERS[(sub.action.destination, sub.action.key)](payload, event, self.clock())
+
+    async def run(self, planned: Sequence[PlannedEvent], *, replay: bool = False,
+                  batch_requests: bool = True) -> list[EventResult]:
+        self.context.replay = replay
+        self.context.batch_requests = batch_requests
+        return await execute(planned, self.context, RUNNERS)
+
+
+def _user_of(event: dict[str, Any]) -> str | None:
+    user = event.get("userId") or event.get("anonymousId")
+    return str(user) if user is not None else None

@@ -1,0 +1,1 @@
+"""SendGrid actions: planning contact, list, suppression and mail operations, and running them."""
