@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from sgbridge.delivery import metrics
 from sgbridge.delivery.worker import DeliveryWorker
+from sgbridge.destinations.actions import ActionsDestination
 from sgbridge.destinations.segment import SegmentDestination
 from sgbridge.inbound.asgi import Receive, Scope, Send, send_json
 from sgbridge.inbound.routes import PATH as WEBHOOK_PATH
@@ -42,6 +43,11 @@ class Bridge:
             self.workers.append(DeliveryWorker(self.journal, segment, settings.delivery, segment.url))
         else:
             log.warning("no Segment write key configured (SEGMENT_WRITE_KEY): events are stored, not forwarded")
+        for name, config in settings.actions.items():
+            actions = ActionsDestination(name, config, self.journal, self.client)
+            # One lane: windows run one after another, so each contact's actions stay in order.
+            delivery = settings.delivery.model_copy(update={"window_events": config.window_events, "concurrency": 1})
+            self.workers.append(DeliveryWorker(self.journal, actions, delivery, actions.url))
         self.sendgrid = SendGridInbound(settings, self.journal, self.wake)
         self.segment_inbound = SegmentInbound(settings, self.journal, self.wake)
         self._tasks: list[asyncio.Task[None]] = []

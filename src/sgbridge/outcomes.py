@@ -38,6 +38,8 @@ Outcome = Delivered | Retry | Rejected | Dropped
 DELIVERED = "delivered"
 RETRYING = "retrying"
 REJECTED = "rejected"
+# An email whose send may or may not have happened: an operator decides (replay sends it again).
+HELD = "held"
 DROPPED = "dropped"
 PENDING = "pending"
 REPLAY_REQUESTED = "replay_requested"

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 SEGMENT_HOSTS = {"us": "https://api.segment.io", "eu": "https://events.eu1.segmentapis.com"}
@@ -124,6 +124,32 @@ class IngestSettings(_Section):
     retention_seconds: float = Field(7 * 86400, ge=3600, description="delivered events kept for tracing")
 
 
+class SubscriptionSettings(_Section):
+    """One configured action, as in Segment's UI: the action, when it runs, how fields are filled."""
+
+    action: str = Field(description="the action's key, e.g. updateUserProfile, sendEmail, syncAudience")
+    trigger: str | None = Field(None, description="Segment subscription syntax, e.g. type = \"identify\" "
+                                                  "(default: the action's own default trigger, if any)")
+    mapping: dict[str, Any] = Field(default_factory=dict, description="field mappings as in Segment "
+                                    "(@path, @if, @template…); fields left out take the action's defaults")
+    use_defaults: bool = Field(True, description="merge the action's default field mappings (useDefaultMappings)")
+    enabled: bool = Field(True, description="a disabled subscription is validated but never runs")
+
+
+class ActionDestinationSettings(_Section):
+    """A Segment-style destination fed by Segment events: its settings and its subscriptions."""
+
+    destination: str = Field("sendgrid", description="sendgrid, sendgrid-audiences or webhook")
+    settings: dict[str, Any] = Field(default_factory=dict, description="the destination's Segment settings, "
+                                     "e.g. sendGridApiKey, endpoint (sendGridApiKey defaults to SENDGRID_API_KEY)")
+    subscriptions: list[SubscriptionSettings] = Field(default_factory=list)
+    endpoint: str | None = Field(None, description="API base URL override (emulator or proxy)")
+    max_concurrency: int = Field(4, ge=1, le=64, description="API requests in flight for this destination")
+    window_events: int = Field(30_000, ge=1, description="events taken from the journal at once (coalesced)")
+    job_timeout_seconds: float = Field(600.0, gt=0, description="longest wait for a contacts import job")
+    job_poll_seconds: float = Field(0.5, gt=0, description="first wait before polling an import job")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SGBRIDGE_", env_nested_delimiter="__", extra="forbid", case_sensitive=False
@@ -140,6 +166,8 @@ class Settings(BaseSettings):
     segment_inbound: SegmentInboundSettings = Field(default_factory=SegmentInboundSettings)
     sources: dict[str, SourceSettings] = Field(default_factory=lambda: {"default": SourceSettings()})
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    actions: dict[str, ActionDestinationSettings] = Field(
+        default_factory=dict, description="Segment events to SendGrid (and webhooks): destinations by name")
     ingest: IngestSettings = Field(default_factory=IngestSettings)
 
     @field_validator("sources")
@@ -151,6 +179,29 @@ class Settings(BaseSettings):
         if bad:
             raise ValueError(f"source names may use letters, digits, '_', '.' and '-' only: {bad}")
         return value
+
+    @model_validator(mode="after")
+    def _check_actions(self) -> Settings:
+        # Mappings and triggers are checked at start-up, with the path of the bad key.
+        from sgbridge.actions.catalog import UnknownAction, find_destination
+        from sgbridge.actions.runner import ConfigError as ActionConfigError
+        from sgbridge.actions.runner import check_subscription
+
+        for name, destination in self.actions.items():
+            try:
+                find_destination(destination.destination)
+            except UnknownAction as exc:
+                raise ValueError(f"actions.{name}.destination: {exc}") from None
+            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name) or name == "segment":
+                raise ValueError(f"actions.{name}: destination names may use letters, digits, '_', '.' and '-' "
+                                 "('segment' is taken)")
+            for index, sub in enumerate(destination.subscriptions):
+                try:
+                    check_subscription(f"actions.{name}.subscriptions[{index}]", destination.destination,
+                                       sub.action, sub.mapping, sub.trigger, sub.use_defaults)
+                except ActionConfigError as exc:
+                    raise ValueError(str(exc)) from None
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -193,6 +244,11 @@ def _apply_short_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
         inbound["shared_secret"] = secret
     if write_keys := env.get("SGBRIDGE_INBOUND_WRITE_KEYS"):
         inbound["write_keys"] = write_keys
+    if api_key := env.get("SENDGRID_API_KEY"):
+        for destination in (data.get("actions") or {}).values():
+            if isinstance(destination, dict) and destination.get("destination", "sendgrid").startswith(
+                    ("sendgrid", "actions-sendgrid")):
+                destination.setdefault("settings", {}).setdefault("sendGridApiKey", api_key)
     if keys := env.get("SENDGRID_WEBHOOK_PUBLIC_KEY"):
         default = data.setdefault("sources", {}).setdefault("default", {})
         default["public_keys"] = keys
@@ -201,8 +257,9 @@ def _apply_short_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
 def _format_error(err: ValidationError, origin: str) -> str:
     lines = [f"invalid configuration ({origin}):"]
     for problem in err.errors():
-        key = ".".join(str(p) for p in problem["loc"]) or "(top level)"
-        lines.append(f"  {key}: {problem['msg']}")
+        key = ".".join(str(p) for p in problem["loc"])
+        message = str(problem["msg"]).removeprefix("Value error, ")
+        lines.append(f"  {key}: {message}" if key else f"  {message}")
     return "\n".join(lines)
 
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from sgbridge.settings import (
+    ActionDestinationSettings,
     DeliverySettings,
     IngestSettings,
     SegmentInboundSettings,
     SegmentSettings,
     Settings,
     SourceSettings,
+    SubscriptionSettings,
 )
 
 _SECTIONS: list[tuple[str, type[BaseModel], str]] = [
@@ -22,6 +24,9 @@ _SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("segment", SegmentSettings, "Segment destination"),
     ("sources.<name>", SourceSettings, "SendGrid sources (one per Event Webhook)"),
     ("segment_inbound", SegmentInboundSettings, "Segment events in (/webhooks/segment and the Tracking API /v1/*)"),
+    ("actions.<name>", ActionDestinationSettings, "Action destinations (Segment events to SendGrid or webhooks)"),
+    ("actions.<name>.subscriptions", SubscriptionSettings, "Subscriptions (one configured action each; "
+     "`[[actions.<name>.subscriptions]]`)"),
     ("delivery", DeliverySettings, "Delivery engine"),
     ("ingest", IngestSettings, "Ingestion"),
 ]
@@ -30,10 +35,14 @@ _SECTIONS: list[tuple[str, type[BaseModel], str]] = [
 def _default(field: object) -> str:
     factory = getattr(field, "default_factory", None)
     value = factory() if factory is not None else getattr(field, "default", None)
+    if getattr(field, "is_required", lambda: False)():
+        return "required"
     if isinstance(value, BaseModel):
         return "(section)"
     if isinstance(value, dict):
         return "`default` source" if value else "{}"
+    if isinstance(value, list) and not value:
+        return "[]"
     return f"`{value!r}`" if value is not None else "—"
 
 
@@ -48,7 +57,9 @@ def render() -> str:
         "comma-separated), plus `SENDGRID_WEBHOOK_PUBLIC_KEY` (→ `sources.default.public_keys`),",
         "`SEGMENT_WRITE_KEY`, `SEGMENT_REGION`, `SEGMENT_ENDPOINT` (→ `segment.*`),",
         "`SEGMENT_WEBHOOK_SHARED_SECRET` and `SGBRIDGE_INBOUND_WRITE_KEYS` (→ `segment_inbound.*`) and",
-        "`SGBRIDGE_DATABASE_URL`. Unknown keys are errors.",
+        "`SGBRIDGE_DATABASE_URL`, and `SENDGRID_API_KEY` (→ `actions.<name>.settings.sendGridApiKey` of",
+        "SendGrid destinations that set none). Unknown keys are errors. The actions, their fields and",
+        "defaults are in [actions.md](actions.md).",
         "",
     ]
     for prefix, model, title in _SECTIONS:

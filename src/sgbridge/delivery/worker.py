@@ -18,7 +18,7 @@ from typing import Any, cast
 
 from sgbridge.delivery import metrics
 from sgbridge.delivery.retry import backoff_delay
-from sgbridge.destinations.base import Batch, BatchDestination
+from sgbridge.destinations.base import Batch, BatchDestination, EventDestination
 from sgbridge.journal import Journal
 from sgbridge.model import AttemptRecord, OutcomeRecord, Window
 from sgbridge.outcomes import DELIVERED, REJECTED, Delivered, Rejected, Retry
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 class DeliveryWorker:
-    def __init__(self, journal: Journal, destination: BatchDestination, settings: DeliverySettings,
+    def __init__(self, journal: Journal, destination: BatchDestination | EventDestination, settings: DeliverySettings,
                  url: str = "") -> None:
         self.journal = journal
         self.destination = destination
@@ -78,6 +78,9 @@ class DeliveryWorker:
                 await asyncio.sleep(1.0)
 
     async def process_window(self, window: Window) -> None:
+        if isinstance(self.destination, EventDestination):
+            await self._settle_events(window)
+            return
         events = [e for e in window.events if self.destination.consumes(e.source)]
         batches, records = self.destination.prepare(events)
         results = await asyncio.gather(*(self._deliver(window, b) for b in batches))
@@ -97,7 +100,7 @@ class DeliveryWorker:
 
     async def _attempt(self, batch: Batch) -> Any:
         started = time.time()
-        outcome = await self.destination.send(batch)
+        outcome = await cast(BatchDestination, self.destination).send(batch)
         seqs = [m.seq for m in batch.messages]
         kind = type(outcome).__name__.lower()
         detail = getattr(outcome, "reason", "")
@@ -124,7 +127,8 @@ class DeliveryWorker:
                 continue
             if isinstance(outcome, Rejected):
                 if outcome.status_code == 400 and len(current.messages) > 1:
-                    queue.extend(self.destination.split(current))  # find the event the API objects to
+                    # Halve it to find the event the API objects to.
+                    queue.extend(cast(BatchDestination, self.destination).split(current))
                 else:
                     rejected.extend(OutcomeRecord(m.seq, REJECTED, outcome.reason, outcome.status_code)
                                     for m in current.messages)
@@ -165,7 +169,43 @@ class DeliveryWorker:
                 log.exception("replay lane %s failed; retrying in 1 s", name)
                 await asyncio.sleep(1.0)
 
+    async def _settle_events(self, window: Window) -> None:
+        """Per-event destinations: retry only the events that need it, until each one is settled."""
+        destination = cast(EventDestination, self.destination)
+        pending = [e for e in window.events if destination.consumes(e.source)]
+        total = len(pending)
+        records: list[OutcomeRecord] = []
+        failures = 0
+        while pending:
+            settled = await destination.deliver(pending)
+            retry = {s.seq: s for s in settled if s.retry}
+            records.extend(s.record for s in settled if s.record is not None and not s.retry)
+            if not retry:
+                break
+            failures += 1
+            cutoff = time.time() - self.settings.max_age_seconds
+            pending = [e for e in pending if e.seq in retry]
+            for event in [e for e in pending if e.received_at < cutoff]:
+                last = retry[event.seq].reason
+                reason = f"not delivered within the maximum age after {failures} attempts; last: {last}"
+                records.append(OutcomeRecord(event.seq, REJECTED, reason))
+            pending = [e for e in pending if e.received_at >= cutoff]
+            if not pending:
+                break
+            hints = [s.after for s in retry.values() if s.after is not None]
+            delay = backoff_delay(failures, self.settings, max(hints) if hints else None)
+            reason = next(iter(retry.values())).reason
+            log.warning("%s: %d events to retry in %.1fs (%s)", destination.name, len(pending), delay, reason)
+            await self.journal.extend_claim(window.claim_id, self.settings.lease_seconds + delay, reason,
+                                            time.time() + delay)
+            await asyncio.sleep(delay)
+        await self.journal.complete_window(window, records)
+        self._count(total, records)
+
     async def _replay(self, window: Window) -> None:
+        if isinstance(self.destination, EventDestination):
+            await self._replay_events(window)
+            return
         batches, records = self.destination.prepare([e for e in window.events if self.destination.consumes(e.source)])
         retry_at: dict[int, float] = {}
         for batch in batches:
@@ -182,3 +222,12 @@ class DeliveryWorker:
                 records.extend(OutcomeRecord(s, REJECTED, reason, getattr(outcome, "status_code", None))
                                for s in seqs)
         await self.journal.settle_replays(self.destination.name, records, retry_at)
+
+    async def _replay_events(self, window: Window) -> None:
+        destination = cast(EventDestination, self.destination)
+        settled = await destination.deliver([e for e in window.events if destination.consumes(e.source)],
+                                            replay=True)
+        records = [s.record for s in settled if s.record is not None and not s.retry]
+        retry_at = {s.seq: time.time() + backoff_delay(1, self.settings, s.after) for s in settled if s.retry}
+        records.extend(OutcomeRecord(s.seq, REJECTED, s.reason) for s in settled if s.retry)
+        await self.journal.settle_replays(destination.name, records, retry_at)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
 
 from sgbridge.model import OutcomeRecord, StoredEvent
 from sgbridge.outcomes import Outcome
@@ -35,3 +36,22 @@ class BatchDestination(Protocol):
         ...
 
     async def send(self, batch: Any) -> Outcome: ...
+
+
+class SettledEvent(Protocol):
+    seq: int
+    record: OutcomeRecord | None  # the final outcome row; None for "delivered" (the cursor's default)
+    retry: bool
+    after: float | None
+    reason: str
+
+
+@runtime_checkable
+class EventDestination(Protocol):
+    """A destination that settles each event on its own (the action destinations)."""
+
+    name: str
+
+    def consumes(self, source: str) -> bool: ...
+
+    async def deliver(self, events: Sequence[StoredEvent], replay: bool = False) -> Sequence[SettledEvent]: ...

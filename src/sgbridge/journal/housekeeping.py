@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sgbridge.journal.journal import Journal
-from sgbridge.outcomes import REJECTED, REPLAY_REQUESTED
+from sgbridge.outcomes import HELD, REJECTED, REPLAY_REQUESTED
 from sgbridge.settings import IngestSettings
 
 CHUNK = 10_000
@@ -32,13 +32,13 @@ async def prune(journal: Journal, ingest: IngestSettings, destinations: Sequence
             limit = min(limit, int(row[0]) if row else 0)
         removed = conn.execute(q(
             "DELETE FROM events WHERE seq <= ? AND received_at < ? AND seq NOT IN "
-            "(SELECT seq FROM outcomes WHERE status IN (?, ?, 'replaying'))"),
-            (limit, cutoff, REJECTED, REPLAY_REQUESTED)).rowcount
+            "(SELECT seq FROM outcomes WHERE status IN (?, ?, ?, 'replaying'))"),
+            (limit, cutoff, REJECTED, HELD, REPLAY_REQUESTED)).rowcount
         conn.execute(q("DELETE FROM requests WHERE received_at < ? AND id < "
                        "(SELECT COALESCE(MIN(request_id), 0) FROM events)"), (cutoff,))
         conn.execute(q("DELETE FROM attempts WHERE started_at < ?"), (cutoff,))
-        conn.execute(q("DELETE FROM outcomes WHERE updated_at < ? AND status NOT IN (?, ?, 'replaying')"),
-                     (cutoff, REJECTED, REPLAY_REQUESTED))
+        conn.execute(q("DELETE FROM outcomes WHERE updated_at < ? AND status NOT IN (?, ?, ?, 'replaying')"),
+                     (cutoff, REJECTED, HELD, REPLAY_REQUESTED))
         return int(removed)
 
     total = 0

@@ -28,7 +28,7 @@ from sgbridge.model import (
 
 T = TypeVar("T")
 _EVENT_FIELDS = "seq, source, event_type, received_at, COALESCE(id_key, fp_key), body"
-DEAD = (oc.REJECTED,)
+DEAD = (oc.REJECTED, oc.HELD)  # outcomes an operator looks at and may replay
 
 
 def _stored(row: Sequence[Any]) -> StoredEvent:
@@ -36,7 +36,9 @@ def _stored(row: Sequence[Any]) -> StoredEvent:
 
 
 # Bumped when a table changes shape; written into meta by the schema files.
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
+# Versions this code upgrades in place: the schema files add what is missing (IF NOT EXISTS).
+UPGRADABLE = ("2",)
 
 
 class Journal:
@@ -57,6 +59,10 @@ class Journal:
                 if statement.strip():
                     conn.execute(statement)
             version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+            if version in UPGRADABLE:
+                conn.execute(self.dialect.sql("UPDATE meta SET value = ? WHERE key = 'schema_version'"),
+                             (SCHEMA_VERSION,))
+                version = SCHEMA_VERSION
             if version != SCHEMA_VERSION:
                 raise RuntimeError(f"the journal at {self.url} has schema version {version}; this sgbridge needs "
                                    f"{SCHEMA_VERSION}. Point SGBRIDGE_DATABASE_URL at a new database")
@@ -230,10 +236,50 @@ class Journal:
 
         await self.run(job)
 
+    # -- emails: never twice ---------------------------------------------------------------
+    async def mail_begin(self, destination: str, keys: Sequence[str]) -> dict[str, str]:
+        """Mark ``keys`` as being sent (committed before any request); earlier states by key.
+
+        A key still ``sending`` from an earlier attempt means that attempt never finished (the
+        process died): it is reported ``unknown``.
+        """
+        q = self.q
+
+        def job(conn: Any) -> dict[str, str]:
+            earlier: dict[str, str] = {}
+            now = time.time()
+            for key in dict.fromkeys(keys):
+                row = conn.execute(q("SELECT state FROM mail_sends WHERE destination = ? AND message_key = ?"),
+                                   (destination, key)).fetchone()
+                if row is None:
+                    conn.execute(q("INSERT INTO mail_sends (destination, message_key, state, updated_at) "
+                                   "VALUES (?, ?, 'sending', ?)"), (destination, key, now))
+                    continue
+                state = "unknown" if row[0] == "sending" else str(row[0])
+                earlier[key] = state
+                if state in ("unsent", "unknown"):
+                    conn.execute(q("UPDATE mail_sends SET state = 'sending', updated_at = ? WHERE destination = ? "
+                                   "AND message_key = ?"), (now, destination, key))
+            return earlier
+
+        return await self.run(job) if keys else {}
+
+    async def mail_finish(self, destination: str, outcomes: dict[str, tuple[str, str | None]]) -> None:
+        """key -> (state, sg_message_id or detail) after the requests."""
+        rows = [(state, value if state == "sent" else None, None if state == "sent" else value, time.time(),
+                 destination, key) for key, (state, value) in outcomes.items()]
+
+        def job(conn: Any) -> None:
+            self.dialect.executemany(conn, "UPDATE mail_sends SET state = ?, sg_message_id = ?, detail = ?, "
+                                     "updated_at = ? WHERE destination = ? AND message_key = ?", rows)
+
+        if rows:
+            await self.run(job)
+
     # -- operations (CLI, dashboard) ------------------------------------------------------
     def dead_letters(self, destination: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         q = self.q
-        where, params = "o.status = ?", [oc.REJECTED]
+        where, params = "o.status IN (?, ?)", list(DEAD)
         if destination:
             where += " AND o.destination = ?"
             params.append(destination)
@@ -241,14 +287,16 @@ class Journal:
         def job(conn: Any) -> list[dict[str, Any]]:
             rows = conn.execute(q(
                 "SELECT o.id, o.destination, o.seq, o.reason, o.status_code, o.attempts, o.updated_at, e.body,"
-                f" e.source FROM outcomes o LEFT JOIN events e ON e.seq = o.seq WHERE {where} ORDER BY o.id LIMIT ?"),
+                " e.source, o.status FROM outcomes o LEFT JOIN events e ON e.seq = o.seq"
+                f" WHERE {where} ORDER BY o.id LIMIT ?"),
                 (*params, limit)).fetchall()
             out = []
             for r in rows:
                 body = orjson.loads(bytes(r[7])) if r[7] is not None else {}
                 out.append({"id": int(r[0]), "destination": r[1], "seq": int(r[2]), "reason": r[3],
                             "status_code": r[4], "attempts": int(r[5]), "updated_at": float(r[6]),
-                            "source": r[8], "event": body.get("event"), "sg_event_id": body.get("sg_event_id")})
+                            "source": r[8], "status": r[9], "event": body.get("event") or body.get("type"),
+                            "sg_event_id": body.get("sg_event_id") or body.get("messageId")})
             return out
 
         return self.run_sync(job)
@@ -259,13 +307,13 @@ class Journal:
         id_list = None if ids is None else list(ids)
 
         def job(conn: Any) -> int:
-            base = "UPDATE outcomes SET status = ?, next_attempt_at = NULL, updated_at = ? WHERE status = ?"
+            base = "UPDATE outcomes SET status = ?, next_attempt_at = NULL, updated_at = ? WHERE status IN (?, ?)"
             if id_list is None:
-                return int(conn.execute(q(base), (oc.REPLAY_REQUESTED, time.time(), oc.REJECTED)).rowcount)
+                return int(conn.execute(q(base), (oc.REPLAY_REQUESTED, time.time(), *DEAD)).rowcount)
             total = 0
             for i in id_list:
                 total += int(conn.execute(q(base + " AND id = ?"),
-                                          (oc.REPLAY_REQUESTED, time.time(), oc.REJECTED, i)).rowcount)
+                                          (oc.REPLAY_REQUESTED, time.time(), *DEAD, i)).rowcount)
             return total
 
         return self.run_sync(job)

@@ -2,7 +2,7 @@
 -- The event log is append-only, and delivery keeps a cursor per destination and materialises only
 -- the exceptions (drops, rejections, replays) as rows, so the hot path writes one row per event.
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-INSERT INTO meta (key, value) VALUES ('schema_version', '2') ON CONFLICT DO NOTHING;
+INSERT INTO meta (key, value) VALUES ('schema_version', '3') ON CONFLICT DO NOTHING;
 
 CREATE TABLE IF NOT EXISTS requests (
     id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -72,3 +72,16 @@ CREATE TABLE IF NOT EXISTS attempts (
     seqs TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS attempts_range ON attempts (destination, seq_hi);
+
+-- Emails sent by the sendEmail action, one row per Segment messageId: written before the request
+-- goes out, so a crash or a timeout after sending is seen as "unknown" and the email is held for
+-- review instead of being sent twice (schema version 3).
+CREATE TABLE IF NOT EXISTS mail_sends (
+    destination TEXT NOT NULL,
+    message_key TEXT NOT NULL,
+    state TEXT NOT NULL,  -- sending, sent, unsent, unknown
+    sg_message_id TEXT,
+    detail TEXT,
+    updated_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (destination, message_key)
+);

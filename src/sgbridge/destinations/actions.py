@@ -1,0 +1,122 @@
+"""Segment events → a Segment-style destination (SendGrid, SendGrid Lists, webhooks) on the engine.
+
+Unlike the Segment destination, whose batches succeed or fail as a whole, an action
+destination settles each event on its own: a contacts PUT serves thousands of events and its
+import job rejects single rows. So it offers ``deliver(events)`` → one ``Settled`` per event,
+and the worker retries only the events that need it (see ``delivery.worker``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import httpx
+import orjson
+
+from sgbridge.actions.executor import MailGuard
+from sgbridge.actions.results import DROPPED, HELD, OK, REJECTED, RETRY, EventResult
+from sgbridge.actions.runner import ActionRunner, check_subscription
+from sgbridge.actions.sendgrid.api import RequestRecord
+from sgbridge.inbound.segment import SEGMENT_SOURCES
+from sgbridge.journal import Journal
+from sgbridge.model import AttemptRecord, OutcomeRecord, StoredEvent
+from sgbridge.outcomes import DELIVERED
+from sgbridge.outcomes import DROPPED as DROPPED_STATUS
+from sgbridge.outcomes import HELD as HELD_STATUS
+from sgbridge.outcomes import REJECTED as REJECTED_STATUS
+from sgbridge.settings import ActionDestinationSettings
+
+
+@dataclass(slots=True)
+class Settled:
+    """How one event ended this time: a final record, or ``retry`` (with the wait asked for)."""
+
+    seq: int
+    record: OutcomeRecord | None  # None: delivered, the cursor's default
+    retry: bool = False
+    after: float | None = None
+    reason: str = ""
+
+
+class JournalMailGuard(MailGuard):
+    def __init__(self, journal: Journal, destination: str) -> None:
+        self.journal = journal
+        self.destination = destination
+
+    async def begin(self, keys: Sequence[str]) -> dict[str, str]:
+        return await self.journal.mail_begin(self.destination, keys)
+
+    async def finish(self, outcomes: dict[str, tuple[str, str | None]]) -> None:
+        await self.journal.mail_finish(self.destination, outcomes)
+
+
+class ActionsDestination:
+    def __init__(self, name: str, config: ActionDestinationSettings, journal: Journal,
+                 client: httpx.AsyncClient) -> None:
+        self.name = name
+        self.config = config
+        self.journal = journal
+        settings = dict(config.settings)
+        if not settings.get("sendGridApiKey") and os.environ.get("SENDGRID_API_KEY"):
+            settings["sendGridApiKey"] = os.environ["SENDGRID_API_KEY"]
+        subscriptions = [
+            check_subscription(f"actions.{name}.subscriptions[{i}]", config.destination, s.action, s.mapping,
+                               s.trigger, s.use_defaults)
+            for i, s in enumerate(config.subscriptions) if s.enabled
+        ]
+        self._requests: list[RequestRecord] = []
+        self.runner = ActionRunner(config.destination, settings, subscriptions, client, endpoint=config.endpoint,
+                                   on_request=self._requests.append, mail_guard=JournalMailGuard(journal, name),
+                                   max_concurrency=config.max_concurrency, job_poll_seconds=config.job_poll_seconds,
+                                   job_timeout_seconds=config.job_timeout_seconds)
+        self.url = self.runner.api.endpoint
+
+    def consumes(self, source: str) -> bool:
+        return source in SEGMENT_SOURCES
+
+    async def deliver(self, events: Sequence[StoredEvent], replay: bool = False) -> list[Settled]:
+        planned = []
+        settled: list[Settled] = []
+        for stored in events:
+            try:
+                event = orjson.loads(stored.body)
+            except orjson.JSONDecodeError:  # cannot happen for rows we wrote; never block on it
+                settled.append(Settled(stored.seq, OutcomeRecord(stored.seq, REJECTED_STATUS, "stored event is not "
+                                                                 "valid JSON")))
+                continue
+            planned.append(self.runner.plan(stored.seq, event))
+        results = await self.runner.run(planned, replay=replay)
+        await self._log_attempts()
+        settled.extend(_settle(r, replay) for r in results)
+        return settled
+
+    async def _log_attempts(self) -> None:
+        records, self._requests[:] = list(self._requests), []
+        attempts = [AttemptRecord(self.name, time.time() - r.duration_ms / 1000, r.duration_ms, r.url, r.status,
+                                  _attempt_kind(r), f"{r.method} {r.url}" + (f": {r.error}" if r.error else ""),
+                                  sorted(set(r.owners)))
+                    for r in records if r.owners]
+        if attempts:
+            await self.journal.record_attempts(attempts)
+
+
+def _attempt_kind(record: RequestRecord) -> str:
+    if record.status is None:
+        return "retry"
+    if record.status < 300:
+        return "delivered"
+    return "retry" if record.status in (408, 429) or record.status >= 500 else "rejected"
+
+
+def _settle(result: EventResult, replay: bool) -> Settled:
+    seq = result.ref
+    if result.kind == OK:
+        record = OutcomeRecord(seq, DELIVERED, "delivered on replay", result.status) if replay else None
+        return Settled(seq, record)
+    if result.kind == RETRY:
+        return Settled(seq, None, retry=True, after=result.after, reason=result.message)
+    status = {REJECTED: REJECTED_STATUS, HELD: HELD_STATUS, DROPPED: DROPPED_STATUS}[result.kind]
+    return Settled(seq, OutcomeRecord(seq, status, result.message, result.status))
