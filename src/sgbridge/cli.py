@@ -217,7 +217,7 @@ def _journal(config: str | None) -> Any:
 @click.option("--limit", type=int, default=100, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def dead_letters_list(config: str | None, destination: str | None, limit: int, as_json: bool) -> None:
-    """List dead letters (rejected deliveries) with their reasons."""
+    """List dead letters (rejected deliveries, emails held for review) with their reasons."""
     journal = _journal(config)
     try:
         rows = journal.dead_letters(destination, limit)
@@ -233,9 +233,9 @@ def dead_letters_list(config: str | None, destination: str | None, limit: int, a
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("id", "destination", "event", "sg_event_id", "attempts", "reason")
+    table = Table("id", "destination", "status", "event", "event id", "attempts", "reason")
     for r in rows:
-        table.add_row(str(r["id"]), r["destination"], str(r["event"]), str(r["sg_event_id"]),
+        table.add_row(str(r["id"]), r["destination"], r["status"], str(r["event"]), str(r["sg_event_id"]),
                       str(r["attempts"]), r["reason"])
     Console().print(table)
 

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Literal
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -41,9 +42,9 @@ def install_drop_log_filter() -> None:
         logger.addFilter(_DropFaultLogFilter())
 
 
-def _config(app: ASGIApp, host: str, port: int, log_level: str) -> uvicorn.Config:
-    # lifespan off: the emulators have no startup work, and "auto" would probe the app.
-    return uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="off", access_log=False)
+def _config(app: ASGIApp, host: str, port: int, log_level: str, lifespan: Literal["on", "off"] = "off") -> uvicorn.Config:
+    # lifespan off by default: the emulators have no startup work, and "auto" would probe the app.
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan=lifespan, access_log=False)
 
 
 async def serve_app(app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "info") -> None:
@@ -61,18 +62,20 @@ async def serve_app(app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, log
 
 
 @contextmanager
-def serve_in_thread(app: ASGIApp, *, host: str = "127.0.0.1", log_level: str = "warning") -> Iterator[str]:
+def serve_in_thread(app: ASGIApp, *, host: str = "127.0.0.1", log_level: str = "warning",
+                    lifespan: Literal["on", "off"] = "off") -> Iterator[str]:
     """Serve ``app`` on a free port in a background thread; yields the base URL.
 
     The socket is bound here (port 0) and handed to uvicorn, so there is no window in which
-    another process could take the port between choosing and binding it.
+    another process could take the port between choosing and binding it. ``lifespan="on"``
+    runs the app's start-up (sgbridge's delivery workers).
     """
     install_drop_log_filter()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(_config(app, host, port, log_level))
+    server = uvicorn.Server(_config(app, host, port, log_level, lifespan))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:

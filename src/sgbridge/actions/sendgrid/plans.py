@@ -53,7 +53,9 @@ def plan_upsert_contact(payload: dict[str, Any]) -> list[Operation]:
         raise Invalid("Contact must have at least one identifying field included (email, phone_number_id, "
                       "external_id, anonymous_id).", "Invalid value")
     skip = {"state", "primary_email", "enable_batching", "customFields", "list_ids"}
-    row = {k: v for k, v in payload.items() if k not in skip}
+    # sgbridge leaves nulls out (Segment sends them; SendGrid's schema wants strings): an absent
+    # field is left unchanged by SendGrid, which is what a missing trait means.
+    row = {k: v for k, v in payload.items() if k not in skip and v is not None}
     if payload.get("state") is not None:
         row["state_province_region"] = payload["state"]
     if payload.get("primary_email") is not None:
