@@ -42,7 +42,8 @@ def install_drop_log_filter() -> None:
         logger.addFilter(_DropFaultLogFilter())
 
 
-def _config(app: ASGIApp, host: str, port: int, log_level: str, lifespan: Literal["on", "off"] = "off") -> uvicorn.Config:
+def _config(app: ASGIApp, host: str, port: int, log_level: str,
+            lifespan: Literal["on", "off"] = "off") -> uvicorn.Config:
     # lifespan off by default: the emulators have no startup work, and "auto" would probe the app.
     return uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan=lifespan, access_log=False)
 
