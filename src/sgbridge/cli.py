@@ -187,6 +187,14 @@ def actions_test(destination: str, action_key: str, settings_file: str | None, m
         sys.exit(1)
 
 
+@actions.command("reference")
+def actions_reference() -> None:
+    """Print the action reference (docs/actions-reference.md) as Markdown."""
+    from sgbridge.actions.reference import render
+
+    click.echo(render(), nl=False)
+
+
 @actions.command("list")
 def actions_list() -> None:
     """Every destination and action, with Segment's titles and default triggers."""

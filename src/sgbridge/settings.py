@@ -57,7 +57,8 @@ class SourceSettings(_Section):
         default_factory=lambda: list(DEFAULT_EVENTS),
         description="events forwarded to Segment: " + ", ".join(SELECTABLE_EVENTS) + " (deferred off by default)")
     segment_write_key: SecretStr | None = Field(None, description="overrides segment.write_key")
-    user_id_arg: str | None = Field(None, description="custom arg whose value becomes userId")
+    user_id_arg: str | None = Field("segment_user_id", description="custom arg whose value becomes userId "
+                                    "(sgbridge's sendEmail action sets segment_user_id)")
     timestamp_tolerance_seconds: int | None = Field(None, ge=1)
 
     @field_validator("public_keys", mode="before")

@@ -17,10 +17,19 @@ def test_configuration_reference_is_up_to_date() -> None:
     assert committed == render(), "run: sgbridge config-reference > docs/configuration.md"
 
 
+def test_action_reference_is_up_to_date() -> None:
+    from sgbridge.actions.reference import render as render_actions
+
+    committed = (ROOT / "docs" / "actions-reference.md").read_text()
+    assert committed == render_actions(), "run: sgbridge actions reference > docs/actions-reference.md"
+
+
 def test_every_readme_command_exists() -> None:
     runner = CliRunner()
     for command in (["serve"], ["demo"], ["status"], ["dead-letters", "list"], ["dead-letters", "replay"],
-                    ["emulate", "segment"], ["emulate", "sendgrid-webhook"], ["events", "show"], ["config-reference"]):
+                    ["emulate", "segment"], ["emulate", "sendgrid-webhook"],
+                    ["emulate", "sendgrid"], ["actions", "test"], ["actions", "list"], ["events", "show"],
+                    ["config-reference"]):
         result = runner.invoke(main, [*command, "--help"])
         assert result.exit_code == 0, (command, result.output)
         assert "sgbridge " + " ".join(command) in (ROOT / "README.md").read_text() or command == ["config-reference"]

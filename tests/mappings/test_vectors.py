@@ -136,3 +136,22 @@ def test_apply_mapping_returns_json_data() -> None:
     payload = {"properties": {"a": None, "tags": ["x"]}}
     out = apply_mapping({"a": {"@path": "$.properties.a"}, "b": [{"@path": "$.nope"}], "c": {"@path": "$.x"}}, payload)
     assert out == {"a": None, "b": [None]}
+
+
+@pytest.mark.parametrize(("case", "payload"), _mapping_cases())
+def test_compiled_mapping_matches_transform(case: dict[str, Any], payload: Any) -> None:
+    """The delivery path's compiled mappings give what transform gives, for every valid mapping."""
+    from sgbridge.mappings.compiled import CompiledMapping
+
+    try:
+        validate_mapping(case["mapping"])
+        expected: Any = ("ok", to_json_data(transform(case["mapping"], payload)))
+    except MappingError as e:
+        if e.kind == "validation":
+            return  # compiled mappings are only made from mappings that passed validation
+        expected = ("error", str(e))
+    try:
+        got: Any = ("ok", CompiledMapping(case["mapping"])(payload))
+    except MappingError as e:
+        got = ("error", str(e))
+    assert got == expected

@@ -12,6 +12,7 @@ from typing import Any
 from sgbridge.actions.catalog import ActionSpec
 from sgbridge.actions.schema import prepare_payload
 from sgbridge.mappings import UNDEFINED, apply_mapping
+from sgbridge.mappings.compiled import CompiledMapping
 
 
 def effective_mapping(action: ActionSpec, mapping: dict[str, Any], use_defaults: bool = True) -> dict[str, Any]:
@@ -19,7 +20,12 @@ def effective_mapping(action: ActionSpec, mapping: dict[str, Any], use_defaults:
     return {**action.default_mapping, **mapping} if use_defaults else dict(mapping)
 
 
-def build_payload(action: ActionSpec, mapping: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
-    """The validated payload; ``PayloadInvalid`` (Segment's message) or ``MappingError`` otherwise."""
-    mapped = apply_mapping(mapping, event)
+def build_payload(action: ActionSpec, mapping: dict[str, Any] | CompiledMapping,
+                  event: dict[str, Any]) -> dict[str, Any]:
+    """The validated payload; ``PayloadInvalid`` (Segment's message) or ``MappingError`` otherwise.
+
+    A ``CompiledMapping`` (subscriptions are checked and compiled at start-up) skips the
+    per-event validation and directive dispatch of ``apply_mapping``.
+    """
+    mapped = mapping(event) if isinstance(mapping, CompiledMapping) else apply_mapping(mapping, event)
     return prepare_payload({} if mapped is UNDEFINED else mapped, action.schema)

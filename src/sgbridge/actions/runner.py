@@ -29,6 +29,7 @@ from sgbridge.actions.sendgrid.suppressions import run_suppressions
 from sgbridge.actions.sendgrid.upserts import run_upserts
 from sgbridge.actions.webhook import plan_send, run_http_calls
 from sgbridge.mappings import MappingError, SubscriptionError, validate_mapping
+from sgbridge.mappings.compiled import CompiledMapping
 from sgbridge.mappings.subscriptions import Subscription, parse_subscription
 
 RUNNERS: dict[int, PhaseRunner] = {0: run_upserts, 1: run_list_removals, 2: run_suppressions, 3: run_suppressions,
@@ -47,10 +48,11 @@ class Subscribed:
     action: ActionSpec
     mapping: dict[str, Any]
     trigger: Subscription | None
+    compiled: CompiledMapping
 
 
 def check_subscription(path: str, destination: str, action: str, mapping: dict[str, Any] | None,
-                       trigger: str | None, use_defaults: bool = True) -> Subscribed:
+                       trigger: str | None, use_defaults: bool = True, require_trigger: bool = True) -> Subscribed:
     """Validate one subscription now (start-up), reporting ``path.key: problem``."""
     try:
         spec = find_action(destination, action)
@@ -77,7 +79,10 @@ def check_subscription(path: str, destination: str, action: str, mapping: dict[s
             raise ConfigError(f"{path}.trigger: {exc}") from None
     elif spec.default_subscription:
         parsed = parse_subscription(spec.default_subscription)
-    return Subscribed(f"{spec.destination}.{spec.key}", spec, full, parsed)
+    elif require_trigger:  # as in Segment's UI: an action without a default trigger needs one
+        raise ConfigError(f"{path}.trigger: required ({spec.destination}.{spec.key} has no default trigger), "
+                          "e.g. 'type = \"identify\"' or 'all'")
+    return Subscribed(f"{spec.destination}.{spec.key}", spec, full, parsed, CompiledMapping(full))
 
 
 class ActionRunner:
@@ -118,7 +123,7 @@ class ActionRunner:
         return planned
 
     def _operations(self, sub: Subscribed, event: dict[str, Any]) -> list[Operation]:
-        payload = build_payload(sub.action, sub.mapping, event)
+        payload = build_payload(sub.action, sub.compiled, event)
         if sub.action.destination == "webhook":
             return plan_send(payload, self.settings)
         return PLANNERS[(sub.action.destination, sub.action.key)](payload, event, self.clock())

@@ -23,7 +23,8 @@ async def run_action_test(destination: str, action: str, settings: dict[str, Any
                           use_defaults: bool = True, client: httpx.AsyncClient | None = None,
                           clock: Callable[[], float] = time.time, job_poll_seconds: float = 0.5) -> dict[str, Any]:
     """Run it; the report has ``requests`` (in the order made), ``results`` and ``multistatus``."""
-    subscription = check_subscription("mapping", destination, action, mapping, None, use_defaults)
+    subscription = check_subscription("mapping", destination, action, mapping, None, use_defaults,
+                                      require_trigger=False)
     batch = isinstance(event_or_batch, list)
     events = event_or_batch if isinstance(event_or_batch, list) else [event_or_batch]
     requests: list[RequestRecord] = []
