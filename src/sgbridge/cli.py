@@ -284,14 +284,18 @@ def events() -> None:
 @config_option
 @click.argument("ref")
 def events_show(config: str | None, ref: str) -> None:
-    """Follow one event (log seq or sg_event_id): request, stored event, outcome and attempts per destination."""
+    """Follow one event (log seq, sg_event_id or Segment messageId): request, stored event, and per
+    destination its outcome and attempts."""
+    from sgbridge.inbound.segment import SEGMENT_SOURCES
     from sgbridge.journal.trace import find_seqs, trace
 
     settings = _settings(config)
+    consumes = {"segment": lambda source: source not in SEGMENT_SOURCES}
+    consumes.update({name: lambda source: source in SEGMENT_SOURCES for name in settings.actions})
     journal = _journal(config)
     try:
         seqs = find_seqs(journal, ref, list(settings.sources))
-        found = [t for t in (trace(journal, s, ["segment"]) for s in seqs) if t is not None]
+        found = [t for t in (trace(journal, s, list(consumes), consumes) for s in seqs) if t is not None]
     finally:
         journal.close()
     if not found:

@@ -1,8 +1,13 @@
 """``sgbridge demo``: the bridge and the shipped emulators on free local ports, real HTTP.
 
-Starts the Segment emulator, the bridge (embedded SQLite journal) and the SendGrid webhook
-sender, sends realistic signed traffic (with SendGrid's duplicates and changed-id retries),
-then prints what reached the Segment emulator. No accounts, no network beyond loopback.
+Starts the Segment emulator, the SendGrid API emulator, the bridge (embedded SQLite journal) and
+the SendGrid webhook sender. Both directions run at once:
+
+- signed SendGrid webhook traffic, with SendGrid's duplicates and changed-id retries, goes to Segment;
+- Segment events (identify, "Joined Newsletter", "Order Completed") posted to the bridge's
+  Tracking API become SendGrid contacts, list members and emails through Segment's actions.
+
+Then it prints what reached each emulator. No accounts, no network beyond loopback.
 """
 
 from __future__ import annotations
@@ -24,11 +29,69 @@ from rich.table import Table
 from starlette.types import ASGIApp
 
 from sgbridge.emulators.segment import create_segment_emulator
+from sgbridge.emulators.sendgrid import create_sendgrid_emulator
+from sgbridge.emulators.sendgrid.state import MarketingList
 from sgbridge.emulators.sendgrid_webhook import WebhookSender
 from sgbridge.emulators.webhook_signing import generate_keypair
 from sgbridge.settings import load_settings
 
 DEMO_WRITE_KEY = "demo-write-key"
+DEMO_INBOUND_KEY = "demo-inbound-key"
+DEMO_SENDGRID_KEY = "SG.demo"
+WELCOME_TEMPLATE = "d-5f1e0c3a2b8d4e6f9a7b1c2d3e4f5a6b"  # one of the SendGrid emulator's templates
+
+
+def _actions_config(path: Path, sendgrid_url: str, list_id: str) -> Path:
+    path.write_text(f"""
+[segment_inbound]
+write_keys = ["{DEMO_INBOUND_KEY}"]
+
+[actions.sendgrid]
+endpoint = "{sendgrid_url}"
+settings = {{ sendGridApiKey = "{DEMO_SENDGRID_KEY}" }}
+job_poll_seconds = 0.1
+
+[[actions.sendgrid.subscriptions]]
+action = "updateUserProfile"
+trigger = 'type = "identify"'
+
+[[actions.sendgrid.subscriptions]]
+action = "addToList"
+trigger = 'event = "Joined Newsletter"'
+mapping = {{ list_id = "{list_id}" }}
+
+[[actions.sendgrid.subscriptions]]
+action = "sendEmail"
+trigger = 'event = "Order Completed"'
+mapping = {{ from = {{ email = "shop@example.com", name = "Demo Shop" }}, \
+template_id = "Welcome [{WELCOME_TEMPLATE}]", dynamic_template_data = {{ "@path" = "$.properties" }} }}
+""")
+    return path
+
+
+def _segment_events(count: int) -> list[dict[str, Any]]:
+    """Identify calls for ``count`` people; a third join the newsletter, a tenth order something."""
+    events: list[dict[str, Any]] = []
+    for n in range(count):
+        email = f"person{n}@example.com"
+        events.append({"type": "identify", "userId": f"user-{n}", "messageId": f"demo-identify-{n}",
+                       "traits": {"email": email, "first_name": f"Person {n}", "address": {"city": "Lisbon"}}})
+        if n % 3 == 0:
+            events.append({"type": "track", "userId": f"user-{n}", "event": "Joined Newsletter",
+                           "messageId": f"demo-join-{n}", "properties": {"email": email}})
+        if n % 10 == 0:
+            events.append({"type": "track", "userId": f"user-{n}", "event": "Order Completed",
+                           "messageId": f"demo-order-{n}", "properties": {"email": email, "total": 10 + n}})
+    return events
+
+
+async def _post_segment_events(bridge_url: str, events: list[dict[str, Any]]) -> None:
+    import httpx
+
+    async with httpx.AsyncClient(auth=(DEMO_INBOUND_KEY, ""), timeout=30) as client:
+        for start in range(0, len(events), 100):
+            response = await client.post(f"{bridge_url}/v1/batch", json={"batch": events[start:start + 100]})
+            response.raise_for_status()
 
 
 def _free_socket() -> socket.socket:
@@ -64,17 +127,27 @@ async def run_demo(duration: float | None, rate: float, batch_size: int, databas
     keys = generate_keypair()
     segment_app = create_segment_emulator([DEMO_WRITE_KEY])
     segment = segment_app.state.emulator.state
-    async with _serve(segment_app, "off") as segment_url:
+    sendgrid_app = create_sendgrid_emulator([DEMO_SENDGRID_KEY], job_delay_seconds=0.5)
+    sendgrid = sendgrid_app.state.emulator.state
+    async with _serve(segment_app, "off") as segment_url, _serve(sendgrid_app, "off") as sendgrid_url:
+        newsletter = MarketingList(sendgrid.new_id(), "Newsletter", time.time())
+        sendgrid.lists[newsletter.id] = newsletter
         os.environ.update({
             "SENDGRID_WEBHOOK_PUBLIC_KEY": keys.public_key_base64,
             "SEGMENT_WRITE_KEY": DEMO_WRITE_KEY,
             "SEGMENT_ENDPOINT": segment_url,
             "SGBRIDGE_DATABASE_URL": f"sqlite:///{database}",
         })
-        app = build_app(load_settings())
+        config = _actions_config(workdir / "sgbridge.toml", sendgrid_url, newsletter.id)
+        app = build_app(load_settings(str(config)))
         async with _serve(app, "on") as bridge_url:
-            console.print(f"[bold]Segment emulator[/] {segment_url}   [bold]bridge[/] {bridge_url}   "
-                          f"[bold]journal[/] {database}")
+            console.print(f"[bold]Segment emulator[/] {segment_url}   [bold]SendGrid emulator[/] {sendgrid_url}   "
+                          f"[bold]bridge[/] {bridge_url}   [bold]journal[/] {database}   [bold]config[/] {config}")
+            people = 300
+            segment_events = _segment_events(people)
+            console.print(f"posting {len(segment_events)} Segment events for {people} people to the bridge's "
+                          "Tracking API (/v1/batch) …")
+            await _post_segment_events(bridge_url, segment_events)
             console.print(f"sending signed SendGrid webhooks at {rate:.0f} events/s"
                           + (f" for {duration:.0f}s" if duration else " until Ctrl-C") + " …")
             sender = WebhookSender(f"{bridge_url}/webhooks/sendgrid", keys.private_key, rate=rate,
@@ -85,14 +158,37 @@ async def run_demo(duration: float | None, rate: float, batch_size: int, databas
             except asyncio.CancelledError:
                 summary = sender.summary(0.0)
             stats = app.state.bridge.journal.stats(count_events=True)
-            forwarded = stats["events"] - sum(stats["outcomes"].values())
+            # SendGrid events go to Segment (less those dropped by configuration); Segment's go to SendGrid.
+            not_to_segment = sum(v for k, v in stats["outcomes"].items() if k.startswith("segment:"))
+            forwarded = stats["events"] - len(segment_events) - not_to_segment
             deadline = time.monotonic() + 30
             while segment.accepted < forwarded and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
             await asyncio.sleep(0.3)
-            stats = app.state.bridge.journal.stats(count_events=True)
+            while stats["cursors"].get("sendgrid", 0) < stats["max_seq"] and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+                stats = app.state.bridge.journal.stats(count_events=True)
+            sendgrid.tick(force=True)
             _report(console, summary, stats, segment)
-            return {"sender": summary, "journal": stats, "segment": segment.stats()}
+            sendgrid_summary = _report_sendgrid(console, sendgrid, newsletter.id)
+            return {"sender": summary, "journal": stats, "segment": segment.stats(), "sendgrid": sendgrid_summary}
+
+
+def _report_sendgrid(console: Console, sendgrid: Any, list_id: str) -> dict[str, int]:
+    puts = [r for r in sendgrid.requests if r["method"] == "PUT" and r["path"] == "/v3/marketing/contacts"]
+    summary = {
+        "contacts": len(sendgrid.contacts),
+        "newsletter_members": len(sendgrid.list_members(list_id)),
+        "emails_sent": len(sendgrid.messages),
+        "contact_puts": len(puts),
+    }
+    table = Table("SendGrid", "count", title="What reached the SendGrid emulator (Segment → SendGrid)")
+    table.add_row("contacts (Upsert Contact on identify)", str(summary["contacts"]))
+    table.add_row("members of list Newsletter (Add to List on 'Joined Newsletter')", str(summary["newsletter_members"]))
+    table.add_row("emails sent (Send Email on 'Order Completed')", str(summary["emails_sent"]))
+    table.add_row("contacts PUT requests (upserts merged and batched)", str(summary["contact_puts"]))
+    console.print(table)
+    return summary
 
 
 def _report(console: Console, sender: dict[str, Any], journal: dict[str, Any], segment: Any) -> None:

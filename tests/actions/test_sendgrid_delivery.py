@@ -136,3 +136,25 @@ async def test_rate_limit_is_waited_out(tmp_path: Path, sqlite_url: str, monkeyp
                                                                params={"method": "PUT"})).json()["requests"]]
     assert [c["email"] for c in contacts] == ["patient@example.com"]
     assert statuses == [429, 429, 202]
+
+
+async def test_events_show_follows_a_segment_event(tmp_path: Path, sqlite_url: str, monkeypatch: Any) -> None:
+    import orjson
+    from click.testing import CliRunner
+
+    from sgbridge.cli import main
+
+    config = write_config(tmp_path / "c.toml", CONTACTS)
+    async with actions_bridge(config, sqlite_url, monkeypatch) as h:
+        await h.send(identify(1, "shown@example.com"), identify(2, "broken-address"))
+        await h.settled(2)
+    runner = CliRunner()
+    good = runner.invoke(main, ["events", "show", "--config", config, "id-1-shown@example.com"])
+    bad = runner.invoke(main, ["events", "show", "--config", config, "id-2-broken-address"])
+    assert good.exit_code == 0 and bad.exit_code == 0, (good.output, bad.output)
+    shown, refused = orjson.loads(good.output), orjson.loads(bad.output)
+    assert shown["destinations"]["segment"]["outcome"] == "not_applicable"
+    assert shown["destinations"]["sendgrid"]["outcome"] == "delivered"
+    assert [a["detail"].split()[0] for a in shown["destinations"]["sendgrid"]["attempts"]][:1] == ["PUT"]
+    assert refused["destinations"]["sendgrid"]["outcome"] == "rejected"
+    assert "is not valid" in refused["destinations"]["sendgrid"]["reason"]

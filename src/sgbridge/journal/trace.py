@@ -4,6 +4,7 @@ outcome and every attempt that carried it. Read-only."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -13,10 +14,11 @@ from sgbridge.journal.journal import Journal
 
 
 def find_seqs(journal: Journal, ref: str, sources: list[str]) -> list[int]:
-    """An event by log seq (digits) or by ``sg_event_id`` in any of the given sources."""
+    """An event by log seq (digits), by ``sg_event_id`` in any of the given sources, or by a Segment
+    ``messageId`` (Segment-born events are keyed under ``segment``)."""
     if ref.isdigit():
         return [int(ref)]
-    keys = [hashlib.blake2b(s.encode() + b"\0" + ref.encode(), digest_size=16).digest() for s in sources]
+    keys = [hashlib.blake2b(s.encode() + b"\0" + ref.encode(), digest_size=16).digest() for s in [*sources, "segment"]]
 
     def job(conn: Any) -> list[int]:
         found: list[int] = []
@@ -29,7 +31,10 @@ def find_seqs(journal: Journal, ref: str, sources: list[str]) -> list[int]:
     return journal.run_sync(job)
 
 
-def trace(journal: Journal, seq: int, destinations: list[str]) -> dict[str, Any] | None:
+def trace(journal: Journal, seq: int, destinations: list[str],
+          consumes: Mapping[str, Callable[[str], bool]] | None = None) -> dict[str, Any] | None:
+    """The event and, per destination, its outcome. ``consumes`` says which sources a destination
+    takes; for the others the view says so instead of reporting the cursor's "delivered"."""
     q = journal.q
 
     def job(conn: Any) -> dict[str, Any] | None:
@@ -46,6 +51,11 @@ def trace(journal: Journal, seq: int, destinations: list[str]) -> dict[str, Any]
         }
         names = set(destinations) | {r[0] for r in conn.execute("SELECT destination FROM cursors")}
         for name in sorted(names):
+            takes = (consumes or {}).get(name)
+            if takes is not None and not takes(str(row[1])):
+                result["destinations"][name] = {"outcome": "not_applicable",
+                                                "reason": f"events from source {row[1]!r} are not for this destination"}
+                continue
             result["destinations"][name] = _destination_view(conn, journal, name, seq)
         return result
 

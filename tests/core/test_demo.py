@@ -1,0 +1,24 @@
+"""The README's demo runs both directions on the shipped emulators."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from sgbridge.demo import run_demo
+
+
+@pytest.mark.anyio
+async def test_demo_runs_both_directions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("SENDGRID_WEBHOOK_PUBLIC_KEY", "SEGMENT_WRITE_KEY", "SEGMENT_ENDPOINT", "SGBRIDGE_DATABASE_URL"):
+        monkeypatch.setenv(name, os.environ.get(name, ""))  # restored after the demo overwrites them
+    with (tmp_path / "out.txt").open("w") as out:
+        result = await run_demo(2.0, rate=300, batch_size=20, database=tmp_path / "demo.db",
+                                console=Console(file=out, width=200))
+    assert result["segment"]["accepted"] > 0
+    assert result["sendgrid"] == {"contacts": 300, "newsletter_members": 100, "emails_sent": 30,
+                                  "contact_puts": result["sendgrid"]["contact_puts"]}
+    assert result["sendgrid"]["contact_puts"] <= 10
