@@ -29,7 +29,6 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -167,7 +166,7 @@ def latency(args: argparse.Namespace) -> list[dict[str, float]]:
                 time.sleep(0.1)
         latencies = []
         for put in _puts(sendgrid_url):
-            at = datetime.fromisoformat(str(put["at"]).replace("Z", "+00:00")).timestamp()
+            at = float(put["received_at"])  # type: ignore[arg-type]
             body = put["json"]
             for contact in body["contacts"] if isinstance(body, dict) else []:
                 if contact.get("email") in sent_at:

@@ -45,8 +45,9 @@ class Bridge:
             log.warning("no Segment write key configured (SEGMENT_WRITE_KEY): events are stored, not forwarded")
         for name, config in settings.actions.items():
             actions = ActionsDestination(name, config, self.journal, self.client)
-            # One lane: windows run one after another, so each contact's actions stay in order.
-            delivery = settings.delivery.model_copy(update={"window_events": config.window_events, "concurrency": 1})
+            # Windows overlap; the destination keeps each contact's actions in order across them.
+            delivery = settings.delivery.model_copy(update={"window_events": config.window_events,
+                                                            "concurrency": config.windows_in_flight})
             self.workers.append(DeliveryWorker(self.journal, actions, delivery, actions.url))
         self.sendgrid = SendGridInbound(settings, self.journal, self.wake)
         self.segment_inbound = SegmentInbound(settings, self.journal, self.wake)

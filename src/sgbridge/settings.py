@@ -147,6 +147,8 @@ class ActionDestinationSettings(_Section):
     endpoint: str | None = Field(None, description="API base URL override (emulator or proxy)")
     max_concurrency: int = Field(4, ge=1, le=64, description="API requests in flight for this destination")
     window_events: int = Field(30_000, ge=1, description="events taken from the journal at once (coalesced)")
+    windows_in_flight: int = Field(4, ge=1, le=64, description="windows processed at once; each contact's "
+                                   "actions still run in order (a window waits only for the contacts it shares)")
     job_timeout_seconds: float = Field(600.0, gt=0, description="longest wait for a contacts import job")
     job_poll_seconds: float = Field(0.5, gt=0, description="first wait before polling an import job")
 

@@ -80,26 +80,29 @@ async def test_invalid_email_is_rejected_alone(tmp_path: Path, sqlite_url: str, 
     assert dead[0]["status"] == "rejected" and "email 'not-an-email' is not valid" in dead[0]["reason"]
 
 
+@pytest.mark.parametrize("window", [30_000, 3])  # one window, or many in flight at once
 @pytest.mark.parametrize("last", ["Joined Newsletter", "Left Newsletter"])
 async def test_add_remove_storm_ends_in_the_last_state(tmp_path: Path, sqlite_url: str, monkeypatch: Any,
-                                                       last: str) -> None:
-    config = write_config(tmp_path / "c.toml", CONTACTS)
-    async with actions_bridge(config, sqlite_url, monkeypatch) as h:
+                                                       last: str, window: int) -> None:
+    config = write_config(tmp_path / "c.toml", CONTACTS, f"window_events = {window}\nwindows_in_flight = 4")
+    # Slow import jobs keep several windows in flight at once.
+    async with actions_bridge(config, sqlite_url, monkeypatch, job_delay=0.3) as h:
         list_id = await create_list(h, "newsletter")
         await h.send(identify(0, "storm@example.com"))
         await h.settled(1)
         names = ["Joined Newsletter", "Left Newsletter"] * 5
         names += ["Joined Newsletter"] if last == "Joined Newsletter" else []
         storm = [track(i, "u0", name, list_id=list_id, email="storm@example.com") for i, name in enumerate(names)]
-        for event in storm:
-            event["context"] = {"traits": {"email": "storm@example.com"}}
-            event["properties"]["email"] = "storm@example.com"
+        # Other people's updates in between, so windows hold more than the storm.
+        storm = [e for i, event in enumerate(storm) for e in (event, identify(100 + i, f"other{i}@example.com"))]
         await h.send(*storm)
         await h.settled(1 + len(storm))
         await h.sendgrid.post("/_emulator/jobs/run")  # list removals finish asynchronously, as on SendGrid
         lists = {item["id"]: item for item in (await h.emulator("lists"))["lists"]}
+        contacts = {c["email"] for c in (await h.emulator("contacts"))["contacts"]}
     members = lists[list_id]["contact_ids"]
     assert (len(members) == 1) is (last == "Joined Newsletter")
+    assert len(contacts) == 1 + len(names)
 
 
 async def test_email_sent_once_and_unknown_outcome_held(tmp_path: Path, sqlite_url: str, monkeypatch: Any) -> None:
@@ -158,3 +161,31 @@ async def test_events_show_follows_a_segment_event(tmp_path: Path, sqlite_url: s
     assert [a["detail"].split()[0] for a in shown["destinations"]["sendgrid"]["attempts"]][:1] == ["PUT"]
     assert refused["destinations"]["sendgrid"]["outcome"] == "rejected"
     assert "is not valid" in refused["destinations"]["sendgrid"]["reason"]
+
+
+async def test_later_window_waits_only_for_the_same_contact(tmp_path: Path, sqlite_url: str,
+                                                            monkeypatch: Any) -> None:
+    """Windows of one event, four in flight: a slow add to a list holds back the same contact's
+    removal in a later window, not an unrelated contact."""
+    config = write_config(tmp_path / "c.toml", CONTACTS, "window_events = 1\nwindows_in_flight = 4")
+    async with actions_bridge(config, sqlite_url, monkeypatch) as h:
+        list_id = await create_list(h, "newsletter")
+        await h.send(identify(0, "slow@example.com"))
+        await h.settled(1)
+        # The next contacts PUT (the add below) answers only after 0.8 s.
+        await h.sendgrid.post("/_emulator/faults", json={"delay": 0.8, "count": 1, "path": "/v3/marketing/contacts"})
+        await h.send(track(1, "u0", "Joined Newsletter", list_id=list_id, email="slow@example.com"),
+                     track(2, "u0", "Left Newsletter", list_id=list_id, email="slow@example.com"),
+                     identify(3, "unrelated@example.com"))
+        await h.settled(4)
+        await h.sendgrid.post("/_emulator/jobs/run")
+        lists = {item["id"]: item for item in (await h.emulator("lists"))["lists"]}
+        log = (await h.sendgrid.get("/_emulator/requests")).json()["requests"]
+    assert lists[list_id]["contact_ids"] == []  # the removal came after the (slow) add
+    puts = [r for r in log if r["method"] == "PUT"]
+    search = next(r["received_at"] for r in log if r["path"] == "/v3/marketing/contacts/search")
+    slow_add = next(r for r in puts if r["json"].get("list_ids") == [list_id])
+    unrelated = next(r for r in puts if r["json"]["contacts"][0]["email"] == "unrelated@example.com")
+    assert slow_add["fault"] is not None  # the delayed request was the add
+    assert unrelated["received_at"] < slow_add["received_at"] + 0.5  # it did not wait for the slow add
+    assert search > slow_add["received_at"] + 0.7  # the removal did

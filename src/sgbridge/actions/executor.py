@@ -28,6 +28,7 @@ from sgbridge.actions.operations import (
     SuppressionChange,
     Upsert,
 )
+from sgbridge.actions.ordering import Groups
 from sgbridge.actions.results import DROPPED, OK, REJECTED, RETRY, EventResult, Item, OpResult, combine
 from sgbridge.actions.sendgrid.api import SendGridApi
 
@@ -57,41 +58,9 @@ class Context:
     webhook_on_request: Callable[[Any], Awaitable[None] | None] | None = None
 
 
-class _Groups:
-    """Union-find over the identities of the events' operations."""
-
-    def __init__(self, events: Sequence[PlannedEvent]) -> None:
-        self.parent = list(range(len(events)))
-        owner: dict[str, int] = {}
-        for index, event in enumerate(events):
-            keys = [f"{kind}:{value.lower() if kind == 'email' else value}"
-                    for op in event.operations for kind, value in op.identifiers().items()]
-            if not keys and event.order_key:  # webhook calls: keep each Segment user's events in order
-                keys = [f"user:{event.order_key}"]
-            for key in keys:
-                if key in owner:
-                    self._union(owner[key], index)
-                else:
-                    owner[key] = index
-
-    def _find(self, i: int) -> int:
-        while self.parent[i] != i:
-            self.parent[i] = self.parent[self.parent[i]]
-            i = self.parent[i]
-        return i
-
-    def _union(self, a: int, b: int) -> None:
-        ra, rb = self._find(a), self._find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
-
-    def of(self, i: int) -> int:
-        return self._find(i)
-
-
 async def execute(events: Sequence[PlannedEvent], ctx: Context, runners: dict[int, PhaseRunner]) -> list[EventResult]:
     """Run every valid event's operations; one result per event, in input order."""
-    groups = _Groups(events)
+    groups = Groups(events)
     queues: dict[int, list[Item]] = {}
     items_of: dict[int, list[Item]] = {}
     for index, event in enumerate(events):

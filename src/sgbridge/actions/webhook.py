@@ -85,8 +85,9 @@ async def _report(ctx: Context, op: HttpCall, headers: dict[str, str], body: byt
                   response_body: bytes, started: float, group: list[Item], error: str | None) -> None:
     if ctx.webhook_on_request is None:
         return
-    record = RequestRecord(op.method, str(httpx.URL(op.url)), headers, body, status, response_body,
-                           (time.perf_counter() - started) * 1000, tuple(i.event.ref for i in group), error)
+    elapsed = time.perf_counter() - started
+    record = RequestRecord(op.method, str(httpx.URL(op.url)), headers, body, status, response_body, elapsed * 1000,
+                           tuple(i.event.ref for i in group), error, time.time() - elapsed)
     outcome = ctx.webhook_on_request(record)
     if outcome is not None:
         await outcome

@@ -20,7 +20,7 @@ from sgbridge.delivery import metrics
 from sgbridge.delivery.retry import backoff_delay
 from sgbridge.destinations.base import Batch, BatchDestination, EventDestination
 from sgbridge.journal import Journal
-from sgbridge.model import AttemptRecord, OutcomeRecord, Window
+from sgbridge.model import AttemptRecord, OutcomeRecord, StoredEvent, Window
 from sgbridge.outcomes import DELIVERED, REJECTED, Delivered, Rejected, Retry
 from sgbridge.settings import DeliverySettings
 
@@ -173,11 +173,20 @@ class DeliveryWorker:
         """Per-event destinations: retry only the events that need it, until each one is settled."""
         destination = cast(EventDestination, self.destination)
         pending = [e for e in window.events if destination.consumes(e.source)]
-        total = len(pending)
+        destination.begin(window.claim_id, pending)  # before any await: windows register in claim order
+        try:
+            records = await self._settle_pending(window, destination, pending)
+            await self.journal.complete_window(window, records)
+        finally:
+            destination.end(window.claim_id)
+        self._count(len(pending), records)
+
+    async def _settle_pending(self, window: Window, destination: EventDestination,
+                              pending: list[StoredEvent]) -> list[OutcomeRecord]:
         records: list[OutcomeRecord] = []
         failures = 0
         while pending:
-            settled = await destination.deliver(pending)
+            settled = await destination.deliver(pending, window=window.claim_id)
             retry = {s.seq: s for s in settled if s.retry}
             records.extend(s.record for s in settled if s.record is not None and not s.retry)
             if not retry:
@@ -199,8 +208,7 @@ class DeliveryWorker:
             await self.journal.extend_claim(window.claim_id, self.settings.lease_seconds + delay, reason,
                                             time.time() + delay)
             await asyncio.sleep(delay)
-        await self.journal.complete_window(window, records)
-        self._count(total, records)
+        return records
 
     async def _replay(self, window: Window) -> None:
         if isinstance(self.destination, EventDestination):

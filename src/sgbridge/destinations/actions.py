@@ -8,8 +8,8 @@ and the worker retries only the events that need it (see ``delivery.worker``).
 
 from __future__ import annotations
 
+import asyncio
 import os
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,6 +17,8 @@ import httpx
 import orjson
 
 from sgbridge.actions.executor import MailGuard
+from sgbridge.actions.operations import Invalid, PlannedEvent
+from sgbridge.actions.ordering import WindowLocks
 from sgbridge.actions.results import DROPPED, HELD, OK, REJECTED, RETRY, EventResult
 from sgbridge.actions.runner import ActionRunner, check_subscription
 from sgbridge.actions.sendgrid.api import RequestRecord
@@ -68,6 +70,9 @@ class ActionsDestination:
             for i, s in enumerate(config.subscriptions) if s.enabled
         ]
         self._requests: list[RequestRecord] = []
+        self.locks = WindowLocks()
+        self._plans: dict[int, dict[int, PlannedEvent]] = {}
+        self._waits: dict[int, dict[int, list[asyncio.Future[None]]]] = {}
         self.runner = ActionRunner(config.destination, settings, subscriptions, client, endpoint=config.endpoint,
                                    on_request=self._requests.append, mail_guard=JournalMailGuard(journal, name),
                                    max_concurrency=config.max_concurrency, job_poll_seconds=config.job_poll_seconds,
@@ -77,25 +82,45 @@ class ActionsDestination:
     def consumes(self, source: str) -> bool:
         return source in SEGMENT_SOURCES
 
-    async def deliver(self, events: Sequence[StoredEvent], replay: bool = False) -> list[Settled]:
-        planned = []
-        settled: list[Settled] = []
-        for stored in events:
-            try:
-                event = orjson.loads(stored.body)
-            except orjson.JSONDecodeError:  # cannot happen for rows we wrote; never block on it
-                settled.append(Settled(stored.seq, OutcomeRecord(stored.seq, REJECTED_STATUS, "stored event is not "
-                                                                 "valid JSON")))
-                continue
-            planned.append(self.runner.plan(stored.seq, event))
-        results = await self.runner.run(planned, replay=replay)
+    def _plan(self, stored: StoredEvent) -> PlannedEvent:
+        try:
+            event = orjson.loads(stored.body)
+        except orjson.JSONDecodeError:  # cannot happen for rows we wrote; never block on it
+            return PlannedEvent(stored.seq, invalid=Invalid("stored event is not valid JSON"))
+        return self.runner.plan(stored.seq, event)
+
+    def begin(self, window: int, events: Sequence[StoredEvent]) -> None:
+        """Plan a claimed window and take its contacts' keys (called in claim order, before any await)."""
+        planned = [self._plan(e) for e in events]
+        self._plans[window] = {p.ref: p for p in planned}
+        waits = self.locks.register(window, planned)
+        self._waits[window] = {planned[i].ref: futures for i, futures in waits.items()}
+
+    def end(self, window: int) -> None:
+        """The window is settled: release its keys."""
+        self.locks.release(window)
+        self._plans.pop(window, None)
+        self._waits.pop(window, None)
+
+    async def deliver(self, events: Sequence[StoredEvent], replay: bool = False,
+                      window: int | None = None) -> list[Settled]:
+        plans = self._plans.get(window, {}) if window is not None else {}
+        planned = [plans.get(e.seq) or self._plan(e) for e in events]
+        waits = self._waits.get(window, {}) if window is not None else {}
+        ready = [p for p in planned if p.ref not in waits]
+        waiting = [p for p in planned if p.ref in waits]
+        results = await self.runner.run(ready, replay=replay) if ready else []
+        if waiting:
+            # These contacts also appear in earlier windows still in flight: their turn comes after.
+            await asyncio.gather(*{id(f): f for p in waiting for f in waits[p.ref]}.values())
+            waits.clear()
+            results += await self.runner.run(waiting, replay=replay)
         await self._log_attempts()
-        settled.extend(_settle(r, replay) for r in results)
-        return settled
+        return [_settle(r, replay) for r in results]
 
     async def _log_attempts(self) -> None:
         records, self._requests[:] = list(self._requests), []
-        attempts = [AttemptRecord(self.name, time.time() - r.duration_ms / 1000, r.duration_ms, r.url, r.status,
+        attempts = [AttemptRecord(self.name, r.started_at, r.duration_ms, r.url, r.status,
                                   _attempt_kind(r), f"{r.method} {r.url}" + (f": {r.error}" if r.error else ""),
                                   sorted(set(r.owners)))
                     for r in records if r.owners]

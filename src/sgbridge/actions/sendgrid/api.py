@@ -49,6 +49,7 @@ class RequestRecord:
     duration_ms: float
     owners: tuple[int, ...] = ()  # indexes (or journal seqs) of the events the request served
     error: str | None = None
+    started_at: float = 0.0  # wall clock, for the attempt log
 
     def as_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"method": self.method, "url": self.url, "headers": self.headers}
@@ -126,8 +127,9 @@ class SendGridApi:
         if self.on_request is None:
             return
         shown = {k: v for k, v in headers.items() if k.lower() not in _HIDDEN}
-        record = RequestRecord(method, url, shown, body, status, response_body,
-                               (time.perf_counter() - started) * 1000, tuple(owners), error)
+        elapsed = time.perf_counter() - started
+        record = RequestRecord(method, url, shown, body, status, response_body, elapsed * 1000, tuple(owners), error,
+                               time.time() - elapsed)
         result = self.on_request(record)
         if result is not None:
             await result

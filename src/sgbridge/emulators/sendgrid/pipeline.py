@@ -109,6 +109,7 @@ def _record(state: SendGridEmulatorState, request: Request, raw: bytes) -> dict[
     parsed, text = _decode_body(raw)
     return state.record_request({
         "at": iso(state.now()),
+        "received_at": state.now(),  # epoch seconds, for latency measurements
         "method": request.method,
         "path": request.url.path,
         "query": query,
