@@ -21,4 +21,4 @@ async def test_demo_runs_both_directions(tmp_path: Path, monkeypatch: pytest.Mon
     assert result["segment"]["accepted"] > 0
     assert result["sendgrid"] == {"contacts": 300, "newsletter_members": 100, "emails_sent": 30,
                                   "contact_puts": result["sendgrid"]["contact_puts"]}
-    assert result["sendgrid"]["contact_puts"] <= 10
+    assert result["sendgrid"]["contact_puts"] < 30  # 300 contacts, merged into a few PUTs
