@@ -22,7 +22,6 @@ import httpx
 from sgbridge.actions.operations import (
     HttpCall,
     ListRemoval,
-    MailSend,
     Operation,
     PlannedEvent,
     SuppressionChange,
@@ -101,21 +100,22 @@ async def execute(events: Sequence[PlannedEvent], ctx: Context, runners: dict[in
 def commutes(later: Operation, earlier: Operation) -> bool:
     """Whether ``later`` may run before ``earlier`` (of the same group) without changing the end state."""
     if isinstance(later, HttpCall) or isinstance(earlier, HttpCall):
-        return not (isinstance(later, HttpCall) and isinstance(earlier, HttpCall))
-    pair = {type(later), type(earlier)}
-    if pair == {Upsert, ListRemoval}:
+        return not (isinstance(later, HttpCall) and isinstance(earlier, HttpCall))  # webhooks keep their order
+    contact_ops = (Upsert, ListRemoval)
+    if isinstance(later, contact_ops) and isinstance(earlier, contact_ops):
+        if isinstance(later, ListRemoval) and isinstance(earlier, ListRemoval):
+            return True
+        if isinstance(later, Upsert) and isinstance(earlier, Upsert):
+            return False  # the later values must win
         upsert, removal = (later, earlier) if isinstance(later, Upsert) else (earlier, later)
         assert isinstance(upsert, Upsert) and isinstance(removal, ListRemoval)
         return removal.list_id not in upsert.list_ids
-    if pair == {ListRemoval}:
-        return True
-    if pair <= {Upsert, ListRemoval} or not pair & {SuppressionChange, MailSend}:
-        return False  # two upserts: the later values must win
-    if pair & {Upsert, ListRemoval}:
+    if isinstance(later, contact_ops) or isinstance(earlier, contact_ops):
         return True  # mail and suppressions do not depend on contact fields or lists
-    return later.identifiers() != earlier.identifiers() or (
-        isinstance(later, SuppressionChange) and isinstance(earlier, SuppressionChange)
-        and later.group_id != earlier.group_id)
+    if isinstance(later, SuppressionChange) and isinstance(earlier, SuppressionChange) \
+            and later.group_id != earlier.group_id:
+        return True
+    return later.identifiers() != earlier.identifiers()  # mail and suppressions of one address keep their order
 
 
 def _take_round(queue: list[Item]) -> list[Item]:
