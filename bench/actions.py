@@ -11,6 +11,7 @@ distinct identify events to the Tracking API (/v1/batch, 500 per request), and m
 
     .venv/bin/python bench/actions.py drain [--events 100000] [--runs 3]
     .venv/bin/python bench/actions.py latency [--rate 5000] [--seconds 20]
+    (both take --window-events N --windows-in-flight N --job-delay S)
 
 Each measurement prints one JSON line; the last line is a JSON summary of medians.
 """
@@ -56,7 +57,8 @@ def sendgrid_emulator(job_delay: float) -> Iterator[str]:
 
 
 @contextmanager
-def bridge(folder: Path, sendgrid_url: str, enabled: bool = True) -> Iterator[str]:
+def bridge(folder: Path, sendgrid_url: str, enabled: bool = True,
+           tuning: str = "") -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """``enabled=False``: no action destination, so events are only stored (the backlog to drain)."""
     config = folder / "bench.toml"
     config.write_text(f"""
@@ -67,6 +69,7 @@ write_keys = ["{WRITE_KEY}"]
 [actions.sendgrid]
 endpoint = "{sendgrid_url}"
 settings = {{ sendGridApiKey = "SG.bench" }}
+{tuning}
 
 [[actions.sendgrid.subscriptions]]
 action = "updateUserProfile"
@@ -80,10 +83,17 @@ trigger = 'type = "identify"'
     url = f"http://127.0.0.1:{port}"
     try:
         _wait(f"{url}/healthz")
-        yield url
+        yield url, proc
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
 
 
 def identifies(start: int, count: int) -> list[dict[str, object]]:
@@ -118,14 +128,23 @@ def _puts(sendgrid_url: str) -> list[dict[str, object]]:
     return list(found["requests"])
 
 
+def _tuning(args: argparse.Namespace) -> str:
+    lines = []
+    if args.window_events:
+        lines.append(f"window_events = {args.window_events}")
+    if args.windows_in_flight:
+        lines.append(f"windows_in_flight = {args.windows_in_flight}")
+    return "\n".join(lines)
+
+
 def drain(args: argparse.Namespace) -> list[dict[str, float]]:
     results = []
     for run in range(args.runs):
         with tempfile.TemporaryDirectory() as tmp, sendgrid_emulator(args.job_delay) as sendgrid_url:
             folder = Path(tmp)
-            with bridge(folder, sendgrid_url, enabled=False) as url:
+            with bridge(folder, sendgrid_url, enabled=False) as (url, _):
                 post_all(url, args.events)  # the journal fills; nothing is sent yet
-            with bridge(folder, sendgrid_url) as url:
+            with bridge(folder, sendgrid_url, tuning=_tuning(args)) as (url, proc):
                 started = time.monotonic()
                 while True:
                     position, top = _cursor(folder)
@@ -133,12 +152,13 @@ def drain(args: argparse.Namespace) -> list[dict[str, float]]:
                         break
                     time.sleep(0.05)
                 seconds = time.monotonic() - started
+                rss = _peak_rss_mb(proc.pid)
             puts = _puts(sendgrid_url)
             contacts = httpx.get(f"{sendgrid_url}/v3/marketing/contacts/count",
                                  headers={"Authorization": "Bearer SG.bench"}).json()["contact_count"]
         result = {"run": run, "events": args.events, "seconds": round(seconds, 2),
                   "events_per_s": round(args.events / seconds), "puts": len(puts), "contacts": contacts,
-                  "puts_per_100k": round(len(puts) * 100_000 / args.events, 1)}
+                  "puts_per_100k": round(len(puts) * 100_000 / args.events, 1), "peak_rss_mb": rss}
         print(json.dumps(result), flush=True)
         results.append(result)
     return results
@@ -147,7 +167,7 @@ def drain(args: argparse.Namespace) -> list[dict[str, float]]:
 def latency(args: argparse.Namespace) -> list[dict[str, float]]:
     with tempfile.TemporaryDirectory() as tmp, sendgrid_emulator(args.job_delay) as sendgrid_url:
         folder = Path(tmp)
-        with bridge(folder, sendgrid_url) as url:
+        with bridge(folder, sendgrid_url, tuning=_tuning(args)) as (url, _):
             sent_at: dict[str, float] = {}
             per_tick = max(1, int(args.rate / 10))
             started = time.time()
@@ -165,7 +185,13 @@ def latency(args: argparse.Namespace) -> list[dict[str, float]]:
             while _cursor(folder)[0] < _cursor(folder)[1] and time.monotonic() < deadline:
                 time.sleep(0.1)
         latencies = []
-        for put in _puts(sendgrid_url):
+        puts = _puts(sendgrid_url)
+        statuses: dict[str, int] = {}
+        for put in puts:
+            statuses[str(put["status"])] = statuses.get(str(put["status"]), 0) + 1
+        for put in puts:
+            if put["status"] != 202:
+                continue
             at = float(put["received_at"])  # type: ignore[arg-type]
             body = put["json"]
             for contact in body["contacts"] if isinstance(body, dict) else []:
@@ -173,6 +199,7 @@ def latency(args: argparse.Namespace) -> list[dict[str, float]]:
                     latencies.append(at - sent_at[contact["email"]])
     latencies.sort()
     result = {"rate": args.rate, "seconds": args.seconds, "events": n, "measured": len(latencies),
+              "puts": len(puts), "put_statuses": statuses,
               "p50_ms": round(1000 * latencies[len(latencies) // 2]),
               "p99_ms": round(1000 * latencies[int(len(latencies) * 0.99)]),
               "max_ms": round(1000 * latencies[-1])}
@@ -188,9 +215,11 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=5000)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--job-delay", type=float, default=1.0)
+    parser.add_argument("--window-events", type=int, default=0, help="actions.sendgrid.window_events (0: default)")
+    parser.add_argument("--windows-in-flight", type=int, default=0, help="actions.sendgrid.windows_in_flight")
     args = parser.parse_args()
     results = drain(args) if args.mode == "drain" else latency(args)
-    keys = [k for k in results[0] if isinstance(results[0][k], int | float) and k != "run"]
+    keys = [k for k in results[0] if isinstance(results[0][k], int | float) and k != "run"]  # type: ignore[misc]
     print(json.dumps({"summary": args.mode, **{k: statistics.median(r[k] for r in results) for k in keys}}))
 
 

@@ -48,7 +48,8 @@ class Bridge:
             # Windows overlap; the destination keeps each contact's actions in order across them.
             delivery = settings.delivery.model_copy(update={"window_events": config.window_events,
                                                             "concurrency": config.windows_in_flight})
-            self.workers.append(DeliveryWorker(self.journal, actions, delivery, actions.url))
+            self.workers.append(DeliveryWorker(self.journal, actions, delivery, actions.url,
+                                               max_events_in_flight=config.max_events_in_flight))
         self.sendgrid = SendGridInbound(settings, self.journal, self.wake)
         self.segment_inbound = SegmentInbound(settings, self.journal, self.wake)
         self._tasks: list[asyncio.Task[None]] = []

@@ -146,9 +146,12 @@ class ActionDestinationSettings(_Section):
     subscriptions: list[SubscriptionSettings] = Field(default_factory=list)
     endpoint: str | None = Field(None, description="API base URL override (emulator or proxy)")
     max_concurrency: int = Field(4, ge=1, le=64, description="API requests in flight for this destination")
-    window_events: int = Field(30_000, ge=1, description="events taken from the journal at once (coalesced)")
-    windows_in_flight: int = Field(4, ge=1, le=64, description="windows processed at once; each contact's "
+    window_events: int = Field(15_000, ge=1, description="most events taken from the journal at once "
+                               "(merged per contact and sent in as few requests as possible)")
+    windows_in_flight: int = Field(8, ge=1, le=64, description="windows processed at once; each contact's "
                                    "actions still run in order (a window waits only for the contacts it shares)")
+    max_events_in_flight: int = Field(60_000, ge=1, description="bound on the events of all windows in flight "
+                                      "(memory, with a backlog)")
     job_timeout_seconds: float = Field(600.0, gt=0, description="longest wait for a contacts import job")
     job_poll_seconds: float = Field(0.5, gt=0, description="first wait before polling an import job")
 

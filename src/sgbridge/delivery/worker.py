@@ -29,11 +29,15 @@ log = logging.getLogger(__name__)
 
 class DeliveryWorker:
     def __init__(self, journal: Journal, destination: BatchDestination | EventDestination, settings: DeliverySettings,
-                 url: str = "") -> None:
+                 url: str = "", max_events_in_flight: int | None = None) -> None:
         self.journal = journal
         self.destination = destination
         self.settings = settings
         self.url = url
+        # Many lanes keep latency low while windows wait on the API (import jobs); this bound keeps
+        # the memory of a backlog in check: lanes claim only what fits.
+        self.max_events_in_flight = max_events_in_flight
+        self._in_flight = 0
         self.owner = f"{uuid.uuid4().hex[:12]}"
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
@@ -64,9 +68,17 @@ class DeliveryWorker:
     async def _lane(self, index: int) -> None:
         name = self.destination.name
         while not self._stop.is_set():
+            limit = self.settings.window_events
+            if self.max_events_in_flight is not None:
+                limit = min(limit, self.max_events_in_flight - self._in_flight)
+                if limit <= 0:
+                    await self._sleep(self.settings.poll_seconds * (1 + index))
+                    continue
+            self._in_flight += limit  # reserved before the await, so lanes do not overshoot together
             try:
-                window = await self.journal.claim_window(name, self.owner, self.settings.window_events,
-                                                         self.settings.lease_seconds)
+                window = await self.journal.claim_window(name, self.owner, limit, self.settings.lease_seconds)
+                self._in_flight -= limit - (len(window.events) if window else 0)
+                limit = len(window.events) if window else 0
                 if window is None:
                     await self._sleep(self.settings.poll_seconds * (1 + index))
                     continue
@@ -76,6 +88,8 @@ class DeliveryWorker:
             except Exception:
                 log.exception("delivery lane %s/%d failed; retrying in 1 s", name, index)
                 await asyncio.sleep(1.0)
+            finally:
+                self._in_flight -= limit
 
     async def process_window(self, window: Window) -> None:
         if isinstance(self.destination, EventDestination):
