@@ -143,6 +143,7 @@ def bridge_factory(monkeypatch: pytest.MonkeyPatch, keypair: WebhookKeyPair, sql
             "SGBRIDGE_DATABASE_URL": database_url or sqlite_url,
             "SGBRIDGE_DELIVERY__BACKOFF_INITIAL_SECONDS": "0.05",
             "SGBRIDGE_DELIVERY__BACKOFF_MAX_SECONDS": "0.5",
+            "SGBRIDGE_WAREHOUSE__ENABLED": "false",  # tests/warehouse/ turn it on
         }
         for key, value in {**defaults, **env}.items():
             if value is None:  # None removes a variable an earlier harness in the same test set

@@ -19,6 +19,7 @@ from sgbridge.delivery import metrics
 from sgbridge.delivery.worker import DeliveryWorker
 from sgbridge.destinations.actions import ActionsDestination
 from sgbridge.destinations.segment import SegmentDestination
+from sgbridge.destinations.warehouse import WarehouseDestination
 from sgbridge.inbound.asgi import Receive, Scope, Send, send_json
 from sgbridge.inbound.routes import PATH as WEBHOOK_PATH
 from sgbridge.inbound.routes import SendGridInbound
@@ -50,6 +51,13 @@ class Bridge:
                                                             "concurrency": config.windows_in_flight})
             self.workers.append(DeliveryWorker(self.journal, actions, delivery, actions.url,
                                                max_events_in_flight=config.max_events_in_flight))
+        self.warehouse: WarehouseDestination | None = None
+        if settings.warehouse.enabled:
+            self.warehouse = WarehouseDestination(settings)
+            loads = settings.delivery.model_copy(update={"window_events": settings.warehouse.flush_events,
+                                                         "concurrency": 1})  # loads in seq order
+            self.workers.append(DeliveryWorker(self.journal, self.warehouse, loads, self.warehouse.url,
+                                               pace_seconds=settings.warehouse.flush_seconds))
         self.sendgrid = SendGridInbound(settings, self.journal, self.wake)
         self.segment_inbound = SegmentInbound(settings, self.journal, self.wake)
         self._tasks: list[asyncio.Task[None]] = []
@@ -70,6 +78,8 @@ class Bridge:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.warehouse is not None:
+            await self.warehouse.close()
         await self.client.aclose()
         self.sendgrid.close()
         self.journal.close()

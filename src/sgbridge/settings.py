@@ -57,6 +57,8 @@ class SourceSettings(_Section):
         default_factory=lambda: list(DEFAULT_EVENTS),
         description="events forwarded to Segment: " + ", ".join(SELECTABLE_EVENTS) + " (deferred off by default)")
     segment_write_key: SecretStr | None = Field(None, description="overrides segment.write_key")
+    warehouse_dataset: str | None = Field(None, description="warehouse dataset (schema) of this source's events "
+                                          "(default: the source's name; 'sendgrid' for the default source)")
     user_id_arg: str | None = Field("segment_user_id", description="custom arg whose value becomes userId "
                                     "(sgbridge's sendEmail action sets segment_user_id)")
     timestamp_tolerance_seconds: int | None = Field(None, ge=1)
@@ -125,6 +127,20 @@ class IngestSettings(_Section):
     retention_seconds: float = Field(7 * 86400, ge=3600, description="delivered events kept for tracing")
 
 
+class WarehouseSettings(_Section):
+    """SendGrid events appended to warehouse tables through dlt (Segment's classic SendGrid source)."""
+
+    enabled: bool = Field(True, description="load SendGrid events into the warehouse")
+    destination: str = Field("duckdb", description="any dlt destination: duckdb, postgres, bigquery, snowflake…")
+    credentials: SecretStr | None = Field(None, description="duckdb: the file (default: sgbridge.duckdb beside the "
+                                          "SQLite journal); postgres: postgresql://user:pass@host/db; others: "
+                                          "as dlt takes them (or dlt's own DESTINATION__* variables)")
+    pipelines_dir: str | None = Field(None, description="dlt's working folder (default: sgbridge-dlt beside the "
+                                      "warehouse file or the journal); it holds interrupted loads until finished")
+    flush_seconds: float = Field(5.0, ge=0, description="a smaller batch waits this long for more events")
+    flush_events: int = Field(50_000, ge=1, description="most events per load")
+
+
 class SubscriptionSettings(_Section):
     """One configured action, as in Segment's UI: the action, when it runs, how fields are filled."""
 
@@ -174,6 +190,7 @@ class Settings(BaseSettings):
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     actions: dict[str, ActionDestinationSettings] = Field(
         default_factory=dict, description="Segment events to SendGrid (and webhooks): destinations by name")
+    warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
 
     @field_validator("sources")
@@ -221,6 +238,10 @@ class Settings(BaseSettings):
         # The file's values arrive through init kwargs (see load_settings), and must lose
         # against the environment.
         return (env_settings, init_settings)
+
+    def warehouse_dataset_for(self, source: str) -> str:
+        configured = self.sources[source].warehouse_dataset if source in self.sources else None
+        return configured or ("sendgrid" if source == "default" else source)
 
     def write_key_for(self, source: str) -> str | None:
         override = self.sources[source].segment_write_key if source in self.sources else None

@@ -17,6 +17,7 @@ from sgbridge.settings import (
     Settings,
     SourceSettings,
     SubscriptionSettings,
+    WarehouseSettings,
 )
 
 _SECTIONS: list[tuple[str, type[BaseModel], str]] = [
@@ -27,6 +28,7 @@ _SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("actions.<name>", ActionDestinationSettings, "Action destinations (Segment events to SendGrid or webhooks)"),
     ("actions.<name>.subscriptions", SubscriptionSettings, "Subscriptions (one configured action each; "
      "`[[actions.<name>.subscriptions]]`)"),
+    ("warehouse", WarehouseSettings, "Warehouse (SendGrid events to DuckDB or any dlt destination)"),
     ("delivery", DeliverySettings, "Delivery engine"),
     ("ingest", IngestSettings, "Ingestion"),
 ]

@@ -83,6 +83,7 @@ async def actions_bridge(config: str, database_url: str, monkeypatch: Any,
     monkeypatch.setenv("SGBRIDGE_DELIVERY__BACKOFF_INITIAL_SECONDS", "0.05")
     monkeypatch.setenv("SGBRIDGE_DELIVERY__BACKOFF_MAX_SECONDS", "0.3")
     monkeypatch.delenv("SEGMENT_WRITE_KEY", raising=False)
+    monkeypatch.setenv("SGBRIDGE_WAREHOUSE__ENABLED", "false")
     sendgrid_app = create_sendgrid_emulator(["SG.test-key"], job_delay_seconds=job_delay)
     router = HostRouter({SENDGRID_HOST: sendgrid_app, "segment.test": create_segment_emulator(["k"])})
     app = build_app(load_settings(config), transport=router)

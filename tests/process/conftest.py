@@ -25,7 +25,11 @@ class Server:
     """`sgbridge serve` in a subprocess, restartable on the same port and journal."""
 
     def __init__(self, env: dict[str, str], log: Path, port: int | None = None) -> None:
-        self.env = {**os.environ, **env}
+        # The warehouse is off unless a test turns it on (and it then lives beside the log, not in the cwd).
+        defaults = {"SGBRIDGE_WAREHOUSE__ENABLED": "false",
+                    "SGBRIDGE_WAREHOUSE__CREDENTIALS": str(log.parent / "warehouse.duckdb"),
+                    "SGBRIDGE_WAREHOUSE__PIPELINES_DIR": str(log.parent / "dlt")}
+        self.env = {**os.environ, **defaults, **env}
         self.port = port or free_port()
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None

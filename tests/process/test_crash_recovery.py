@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import anyio
+import duckdb
 import httpx
 import orjson
 import pytest
@@ -17,6 +18,7 @@ from sgbridge.emulators.segment import create_segment_emulator
 from sgbridge.emulators.sendgrid_webhook import WebhookSender
 from sgbridge.emulators.serving import serve_in_thread
 from sgbridge.emulators.webhook_signing import frame_events, generate_keypair, sign
+from sgbridge.journal import Journal
 from tests.conftest import postgres_database
 from tests.process.conftest import Server, running
 
@@ -40,6 +42,7 @@ async def test_kill_9_under_load_loses_nothing(journal_url: str, tmp_path: Path)
     with serve_in_thread(segment_app) as segment_url:
         server = Server({"SENDGRID_WEBHOOK_PUBLIC_KEY": keys.public_key_base64, "SEGMENT_WRITE_KEY": "wk",
                          "SEGMENT_ENDPOINT": segment_url, "SGBRIDGE_DATABASE_URL": journal_url,
+                         "SGBRIDGE_WAREHOUSE__ENABLED": "true", "SGBRIDGE_WAREHOUSE__FLUSH_SECONDS": "0.2",
                          "SGBRIDGE_DELIVERY__LEASE_SECONDS": "3"}, tmp_path / "serve.log")
         with running(server):
             sender = WebhookSender(f"{server.url}/webhooks/sendgrid", keys.private_key, rate=1500, batch_size=50,
@@ -57,12 +60,31 @@ async def test_kill_9_under_load_loses_nothing(journal_url: str, tmp_path: Path)
                 while not acked <= {m["properties"]["sg_event_id"] for m in segment.messages()}:
                     await anyio.sleep(0.2)
             await anyio.sleep(1.0)  # let any late resend land, so a duplicate would be seen
+            await _wait_for_cursor(journal_url, "warehouse")
     assert summary["logical_acked"] == len(events), summary  # the sender retried until all were acked
     received = [m["properties"]["sg_event_id"] for m in segment.messages()]
     assert len(received) == len(set(received)), "an event was accepted twice under different messageIds"
     assert acked <= set(received)
     assert segment.accepted == len(set(received))
     assert len(acked) > 2000
+    # The warehouse got every acknowledged event (deferred too), each exactly once, despite the kills.
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as warehouse:
+        loaded = [r[0] for r in warehouse.execute("SELECT sg_event_id FROM sendgrid.activity").fetchall()]
+    assert len(loaded) == len(set(loaded))
+    assert set(sender.acked_logical) <= set(loaded)
+
+
+async def _wait_for_cursor(journal_url: str, destination: str) -> None:
+    journal = Journal(journal_url)
+    try:
+        with anyio.fail_after(60):
+            while True:
+                stats = journal.stats()
+                if stats["cursors"].get(destination, 0) >= stats["max_seq"]:
+                    return
+                await anyio.sleep(0.2)
+    finally:
+        journal.close()
 
 
 async def test_acknowledged_events_are_on_disk_after_kill_9(tmp_path: Path) -> None:

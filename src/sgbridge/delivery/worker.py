@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 class DeliveryWorker:
     def __init__(self, journal: Journal, destination: BatchDestination | EventDestination, settings: DeliverySettings,
-                 url: str = "", max_events_in_flight: int | None = None) -> None:
+                 url: str = "", max_events_in_flight: int | None = None, pace_seconds: float = 0.0) -> None:
         self.journal = journal
         self.destination = destination
         self.settings = settings
@@ -38,6 +38,9 @@ class DeliveryWorker:
         # the memory of a backlog in check: lanes claim only what fits.
         self.max_events_in_flight = max_events_in_flight
         self._in_flight = 0
+        # After a window smaller than the limit, wait this long so the next one is bigger (the
+        # warehouse: each load has a fixed cost).
+        self.pace_seconds = pace_seconds
         self.owner = f"{uuid.uuid4().hex[:12]}"
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
@@ -83,6 +86,9 @@ class DeliveryWorker:
                     await self._sleep(self.settings.poll_seconds * (1 + index))
                     continue
                 await self.process_window(window)
+                if self.pace_seconds and len(window.events) < self.settings.window_events:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), timeout=self.pace_seconds)
             except asyncio.CancelledError:
                 raise
             except Exception:

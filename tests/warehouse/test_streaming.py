@@ -1,0 +1,157 @@
+"""SendGrid events → warehouse tables (Segment's classic SendGrid source), through dlt."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import duckdb
+import orjson
+import pytest
+
+from sgbridge.emulators.event_factory import EventFactory
+from sgbridge.model import StoredEvent
+from sgbridge.warehouse.loader import Warehouse
+from sgbridge.warehouse.tables import EVENT_TABLES
+from tests.conftest import BridgeFactory, postgres_database
+
+pytestmark = pytest.mark.anyio
+
+
+def _rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
+    with duckdb.connect(str(path), read_only=True) as conn:
+        return conn.execute(sql).fetchall()
+
+
+async def _wait_loaded(h: Any, timeout: float = 30.0) -> None:
+    journal = h.bridge.journal
+    with anyio.fail_after(timeout):
+        while True:
+            stats = await journal.stats_async()
+            if stats["cursors"].get("warehouse", 0) >= stats["max_seq"] > 0:
+                return
+            await anyio.sleep(0.05)
+
+
+async def test_events_land_in_per_type_tables_and_activity(bridge_factory: BridgeFactory, tmp_path: Path) -> None:
+    events = EventFactory(41).batch(400)
+    async with bridge_factory(SGBRIDGE_WAREHOUSE__ENABLED="true", SGBRIDGE_WAREHOUSE__FLUSH_SECONDS="0.1") as h:
+        assert (await h.post(events[:250])).status_code == 200
+        assert (await h.post(events[250:] + events[:10])).status_code == 200  # with duplicates
+        await _wait_loaded(h)
+    warehouse = tmp_path / "sgbridge.duckdb"
+    kinds = Counter(e["event"] for e in events)
+    activity = _rows(warehouse, "SELECT count(*), count(DISTINCT sg_event_id), count(DISTINCT _dlt_load_id) "
+                                "FROM sendgrid.activity")
+    assert activity[0][:2] == (len(events), len(events))  # every event once: duplicates were removed
+    assert activity[0][2] >= 1
+    for kind, table in EVENT_TABLES.items():
+        if kinds[kind]:
+            assert _rows(warehouse, f"SELECT count(*) FROM sendgrid.{table}")[0][0] == kinds[kind], table
+    click = next(e for e in events if e["event"] == "click")
+    got = _rows(warehouse, f"SELECT url, email, timestamp FROM sendgrid.click WHERE sg_event_id = '{click['sg_event_id']}'")
+    assert got == [(click["url"], click["email"], click["timestamp"])]
+    columns = {r[0] for r in _rows(warehouse, "SELECT column_name FROM information_schema.columns "
+                                              "WHERE table_schema = 'sendgrid' AND table_name = 'activity'")}
+    assert {"sg_event_id", "event", "email", "timestamp", "category", "_dlt_load_id", "_sgbridge_seq"} <= columns
+    assert "smtp_id" in columns  # SendGrid's "smtp-id", as dlt names it
+
+
+def _stored(events: list[dict[str, Any]], source: str = "default", start: int = 1) -> list[StoredEvent]:
+    return [StoredEvent(start + i, source, str(e["event"]), time.time(), b"k", orjson.dumps(e))
+            for i, e in enumerate(events)]
+
+
+def test_a_window_loaded_twice_is_appended_once(tmp_path: Path) -> None:
+    """After a crash the journal delivers the last window again; the warehouse must not double it."""
+    import dlt
+
+    events = _stored(EventFactory(42).batch(120))
+    path = tmp_path / "w.duckdb"
+
+    def warehouse() -> Warehouse:  # a new process each time: nothing remembered in memory
+        return Warehouse(dlt.destinations.duckdb(str(path)), tmp_path / "dlt")
+
+    assert warehouse().loader("sendgrid").load(events[:80]) == 80
+    assert warehouse().loader("sendgrid").load(events[40:]) == 40  # 40..79 are already there
+    assert warehouse().loader("sendgrid").load(events) == 0
+    assert _rows(path, "SELECT count(*), count(DISTINCT _sgbridge_seq) FROM sendgrid.activity") == [(120, 120)]
+
+
+def test_nested_and_odd_values_keep_their_data(tmp_path: Path) -> None:
+    import dlt
+
+    odd = [
+        {"event": "processed", "sg_event_id": "a", "email": "a@x.io", "timestamp": 1, "category": "single",
+         "pool": {"name": "transactional", "id": 210}, "send_at": 0, "plan": "gold"},
+        {"event": "processed", "sg_event_id": "b", "email": "b@x.io", "timestamp": "not-a-time",
+         "category": ["one", "two"], "pool": {"name": "marketing", "id": 211}, "plan": 3},
+        {"event": "account_status_change", "sg_event_id": "c", "timestamp": 3, "type": "compliance_suspend"},
+    ]
+    path = tmp_path / "w.duckdb"
+    Warehouse(dlt.destinations.duckdb(str(path)), tmp_path / "dlt").loader("sendgrid").load(_stored(odd))
+    rows = _rows(path, "SELECT sg_event_id, category, pool__name, pool__id, timestamp, timestamp__v_text, plan "
+                       "FROM sendgrid.processed ORDER BY sg_event_id")
+    assert [(r[0], orjson.loads(r[1]), r[2], r[3], r[4], r[5], r[6]) for r in rows] == [
+        ("a", ["single"], "transactional", 210, 1, None, "gold"),
+        ("b", ["one", "two"], "marketing", 211, None, "not-a-time", "3"),
+    ]
+    assert _rows(path, "SELECT count(*) FROM sendgrid.activity") == [(3,)]  # unknown types: activity only
+
+
+async def test_named_source_gets_its_own_dataset(bridge_factory: BridgeFactory, tmp_path: Path, keypair: Any) -> None:
+    events = EventFactory(43).batch(30)
+    async with bridge_factory(SGBRIDGE_WAREHOUSE__ENABLED="true", SGBRIDGE_WAREHOUSE__FLUSH_SECONDS="0.1",
+                              SGBRIDGE_SOURCES__SENDGRID_PROD__PUBLIC_KEYS=keypair.public_key_base64) as h:
+        assert (await h.post(events, path="/webhooks/sendgrid/sendgrid_prod")).status_code == 200
+        await _wait_loaded(h)
+    assert _rows(tmp_path / "sgbridge.duckdb", "SELECT count(*) FROM sendgrid_prod.activity") == [(30,)]
+
+
+@pytest.fixture
+def pg_warehouse() -> Iterator[str]:
+    # dlt's PostgreSQL credentials require a password; the test server trusts local connections.
+    for url in postgres_database():
+        yield url.replace("postgresql://postgres@", "postgresql://postgres:unused@", 1)
+
+
+@pytest.mark.postgres
+async def test_postgres_warehouse(bridge_factory: BridgeFactory, pg_warehouse: str) -> None:
+    import psycopg
+
+    events = EventFactory(44).batch(150)
+    async with bridge_factory(SGBRIDGE_WAREHOUSE__ENABLED="true", SGBRIDGE_WAREHOUSE__FLUSH_SECONDS="0.1",
+                              SGBRIDGE_WAREHOUSE__DESTINATION="postgres",
+                              SGBRIDGE_WAREHOUSE__CREDENTIALS=pg_warehouse) as h:
+        assert (await h.post(events)).status_code == 200
+        await _wait_loaded(h)
+    with psycopg.connect(pg_warehouse) as conn:
+        total = conn.execute("SELECT count(*) FROM sendgrid.activity").fetchone()
+        opens = conn.execute("SELECT count(*) FROM sendgrid._open").fetchone()
+    assert total == (150,)
+    assert opens == (sum(1 for e in events if e["event"] == "open"),)
+
+
+@pytest.mark.postgres
+async def test_unavailable_warehouse_delays_and_loses_nothing(bridge_factory: BridgeFactory, tmp_path: Path,
+                                                             pg_warehouse: str) -> None:
+    events = EventFactory(45).batch(40)
+    dead = "postgresql://postgres@127.0.0.1:1/nowhere"
+    async with bridge_factory(SGBRIDGE_WAREHOUSE__ENABLED="true", SGBRIDGE_WAREHOUSE__FLUSH_SECONDS="0.1",
+                              SGBRIDGE_WAREHOUSE__DESTINATION="postgres", SGBRIDGE_WAREHOUSE__CREDENTIALS=dead) as h:
+        assert (await h.post(events)).status_code == 200
+        await anyio.sleep(1.5)
+        stats = await h.bridge.journal.stats_async()
+        assert stats["cursors"].get("warehouse", 0) == 0  # nothing settled while the warehouse is down
+    import psycopg
+
+    async with bridge_factory(SGBRIDGE_WAREHOUSE__ENABLED="true", SGBRIDGE_WAREHOUSE__FLUSH_SECONDS="0.1",
+                              SGBRIDGE_WAREHOUSE__DESTINATION="postgres",
+                              SGBRIDGE_WAREHOUSE__CREDENTIALS=pg_warehouse) as h:
+        await _wait_loaded(h)
+    with psycopg.connect(pg_warehouse) as conn:
+        assert conn.execute("SELECT count(*) FROM sendgrid.activity").fetchone() == (40,)
