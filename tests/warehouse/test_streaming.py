@@ -22,9 +22,9 @@ from tests.conftest import BridgeFactory, postgres_database
 pytestmark = pytest.mark.anyio
 
 
-def _rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
+def _rows(path: Path, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
     with duckdb.connect(str(path), read_only=True) as conn:
-        return conn.execute(sql).fetchall()
+        return conn.execute(sql, params).fetchall()
 
 
 async def _wait_loaded(h: Any, timeout: float = 30.0) -> None:
@@ -53,7 +53,8 @@ async def test_events_land_in_per_type_tables_and_activity(bridge_factory: Bridg
         if kinds[kind]:
             assert _rows(warehouse, f"SELECT count(*) FROM sendgrid.{table}")[0][0] == kinds[kind], table
     click = next(e for e in events if e["event"] == "click")
-    got = _rows(warehouse, f"SELECT url, email, timestamp FROM sendgrid.click WHERE sg_event_id = '{click['sg_event_id']}'")
+    got = _rows(warehouse, "SELECT url, email, timestamp FROM sendgrid.click WHERE sg_event_id = ?",
+                [click["sg_event_id"]])
     assert got == [(click["url"], click["email"], click["timestamp"])]
     columns = {r[0] for r in _rows(warehouse, "SELECT column_name FROM information_schema.columns "
                                               "WHERE table_schema = 'sendgrid' AND table_name = 'activity'")}
