@@ -25,13 +25,19 @@ import re
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sgbridge.emulators.sendgrid.state import IDENTIFIERS, Contact, Job, SendGridEmulatorState
+from sgbridge.emulators.sendgrid.state import (
+    IDENTIFIERS,
+    RESERVED_TEXT_FIELDS,
+    Contact,
+    Job,
+    SendGridEmulatorState,
+)
 from sgbridge.emulators.sendgrid.util import FieldError, is_valid_email, iso
 
-RESERVED_TEXT_FIELDS = (
-    "first_name", "last_name", "unique_name", "address_line_1", "address_line_2", "city",
-    "state_province_region", "postal_code", "country", "phone_number", "whatsapp", "line", "facebook",
-)
+__all__ = [
+    "RESERVED_TEXT_FIELDS", "check_upsert", "contact_data", "contact_json", "run_delete", "run_list_removal",
+    "run_upsert",
+]
 _US_DATE = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})")
 
 
@@ -132,13 +138,19 @@ def _apply_row(state: SendGridEmulatorState, row: dict[str, Any], list_ids: list
         contact = Contact(state.new_id(), now, now)
         state.contacts[contact.id] = contact
         outcome = "created"
-    contact.identifiers.update(ids)
+    for kind, value in ids.items():
+        setattr(contact, kind, value)
     state.index_contact(contact)
-    contact.fields.update({k: row[k] for k in RESERVED_TEXT_FIELDS if isinstance(row.get(k), str)})
+    for name in RESERVED_TEXT_FIELDS:
+        if isinstance(row.get(name), str):
+            setattr(contact, name, row[name])
     if isinstance(row.get("alternate_emails"), list):
-        contact.fields["alternate_emails"] = [str(e).lower() for e in row["alternate_emails"]]
-    contact.custom.update(custom)
-    contact.list_ids += [lid for lid in list_ids if lid not in contact.list_ids and lid in state.lists]
+        contact.alternate_emails = tuple(str(e).lower() for e in row["alternate_emails"])
+    if custom:
+        contact.custom = {**(contact.custom or {}), **custom}
+    added = tuple(dict.fromkeys(lid for lid in list_ids if lid not in contact.list_ids and lid in state.lists))
+    if added:
+        contact.list_ids += added
     contact.updated_at = now
     return outcome
 
@@ -179,7 +191,7 @@ def run_list_removal(state: SendGridEmulatorState, job: Job) -> None:
     for contact_id in job.payload["contact_ids"]:
         contact = state.contacts.get(contact_id)
         if contact is not None and list_id in contact.list_ids:
-            contact.list_ids.remove(list_id)
+            contact.list_ids = tuple(lid for lid in contact.list_ids if lid != list_id)
             contact.updated_at = state.now()
             removed += 1
     job.results["removed_count"] = removed
@@ -187,17 +199,25 @@ def run_list_removal(state: SendGridEmulatorState, job: Job) -> None:
     job.status = "completed"  # absent members are not an error: removal is idempotent
 
 
-def contact_json(state: SendGridEmulatorState, contact: Contact, base_url: str) -> dict[str, Any]:
-    """``ContactDetails3``: custom fields are shown by *name*, as SendGrid returns them."""
+def contact_data(state: SendGridEmulatorState, contact: Contact) -> dict[str, Any]:
+    """``ContactDetails3`` without links: custom fields are shown by *name*, as SendGrid returns them."""
     data: dict[str, Any] = {"id": contact.id, **contact.identifiers}
-    data.update({name: contact.fields.get(name, "") for name in RESERVED_TEXT_FIELDS})
-    data["alternate_emails"] = list(contact.fields.get("alternate_emails", []))
+    for name in RESERVED_TEXT_FIELDS:  # also runs once per contact of a JSON export: kept lean
+        data[name] = getattr(contact, name) or ""
+    data["alternate_emails"] = list(contact.alternate_emails)
     data["list_ids"] = list(contact.list_ids)
-    data["segment_ids"] = []
+    data["segment_ids"] = [s.id for s in state.segments.values() if state.in_segment(s, contact)]
+    definitions = state.custom_fields
     data["custom_fields"] = {
-        state.custom_fields[fid].name: value for fid, value in contact.custom.items() if fid in state.custom_fields
+        definitions[fid].name: value for fid, value in (contact.custom or {}).items() if fid in definitions
     }
     data["created_at"] = iso(contact.created_at)
     data["updated_at"] = iso(contact.updated_at)
+    return data
+
+
+def contact_json(state: SendGridEmulatorState, contact: Contact, base_url: str) -> dict[str, Any]:
+    """The contact as ``GET /v3/marketing/contacts/{id}`` shows it."""
+    data = contact_data(state, contact)
     data["_metadata"] = {"self": f"{base_url}/v3/marketing/contacts/{contact.id}"}
     return data

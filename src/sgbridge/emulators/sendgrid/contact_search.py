@@ -26,19 +26,17 @@ NOT_FOUND = "contact not found"
 
 def _getter(state: SendGridEmulatorState, contact: Contact) -> Getter:
     names = {fid: definition.name.lower() for fid, definition in state.custom_fields.items()}
-    custom = {names[fid]: value for fid, value in contact.custom.items() if fid in names}
+    custom = {names[fid]: value for fid, value in (contact.custom or {}).items() if fid in names}
 
     def get(name: str) -> Any:
-        if name in IDENTIFIERS:
-            return contact.identifiers.get(name)
+        if name in IDENTIFIERS or name in RESERVED_TEXT_FIELDS:
+            return getattr(contact, name)
         if name == "list_ids":
-            return contact.list_ids
+            return list(contact.list_ids)
         if name == "contact_id":
             return contact.id
         if name == "alternate_emails":
-            return contact.fields.get("alternate_emails", [])
-        if name in RESERVED_TEXT_FIELDS:
-            return contact.fields.get(name)
+            return list(contact.alternate_emails)
         return custom.get(name)
 
     return get
@@ -64,7 +62,7 @@ def _by_email(state: SendGridEmulatorState, email: str) -> Contact | None:
     contact = state.find_contact("email", email)
     if contact is not None:
         return contact
-    return next((c for c in state.contacts.values() if email in c.fields.get("alternate_emails", [])), None)
+    return next((c for c in state.contacts.values() if email in c.alternate_emails), None)
 
 
 def _lookup_response(call: Call, found: dict[str, Contact | None], field: str) -> Response:

@@ -9,6 +9,8 @@ failed, an ``errors_url`` to a CSV of those rows.
 
 from __future__ import annotations
 
+import heapq
+
 import orjson
 from starlette.responses import Response
 
@@ -60,7 +62,8 @@ def delete_contacts(call: Call) -> Response:
 
 def sample_contacts(call: Call) -> Response:
     state = call.state
-    recent = sorted(state.contacts.values(), key=lambda c: c.updated_at, reverse=True)[:SAMPLE_SIZE]
+    # nlargest, not a full sort: a seeded account has a million contacts (same order, ties included).
+    recent = heapq.nlargest(SAMPLE_SIZE, state.contacts.values(), key=lambda c: c.updated_at)
     return json_response({
         "result": [contact_json(state, c, call.base_url) for c in recent],
         "contact_count": len(state.contacts),

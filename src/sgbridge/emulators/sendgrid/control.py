@@ -9,13 +9,21 @@
     GET|POST|DELETE /_emulator/faults                        -> list / add / clear faults
     GET|POST /_emulator/rate_limits                          -> show / set {"bucket", "limit", "period"}
     POST   /_emulator/reset                                  -> empty account, no faults, fresh windows
+    POST   /_emulator/seed {"contacts": N, "seed": S}        -> replace the account with a generated one
+                                                                (seeding.seed_account); answers the counts
+    GET|POST /_emulator/exports/config                       -> show / set {"rows_per_file": N|null,
+                                                                "fail_next": K, "failure_message": "..."}
+    POST   /_emulator/suppressions/{list} [{"email", "created"?, "reason"?, "status"?, "ip"?}]
+                                                             -> add or replace bounces / blocks / spam_reports /
+                                                                invalid_emails entries (created: epoch s)
+    GET    /_emulator/downloads/{export_id}/{file}?token=    -> export files (module ``downloads``)
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 from starlette.requests import Request
@@ -27,8 +35,13 @@ from sgbridge.emulators.sendgrid.contact_ops import contact_json
 from sgbridge.emulators.sendgrid.lists import list_json
 from sgbridge.emulators.sendgrid.pipeline import SendGridEmulator
 from sgbridge.emulators.sendgrid.ratelimit import RateLimit
+from sgbridge.emulators.sendgrid.seeding import seed_account
+from sgbridge.emulators.sendgrid.state import SuppressionEntry
+from sgbridge.emulators.sendgrid.suppression_lists import LISTS
 from sgbridge.emulators.sendgrid.suppressions import group_json
-from sgbridge.emulators.sendgrid.util import json_response
+from sgbridge.emulators.sendgrid.util import is_valid_email, json_response
+
+MAX_SEEDED_CONTACTS = 10_000_000
 
 
 def _emulator(request: Request) -> SendGridEmulator:
@@ -61,17 +74,18 @@ async def requests_endpoint(request: Request) -> Response:
 async def contacts_endpoint(request: Request) -> Response:
     state = _emulator(request).state
     contacts = [
-        {**contact_json(state, c, _base(request)), "custom_field_ids": dict(c.custom)} for c in state.contacts.values()
+        {**contact_json(state, c, _base(request)), "custom_field_ids": dict(c.custom or {})}
+        for c in state.contacts.values()
     ]
     return json_response({"contacts": contacts, "total": len(contacts)})
 
 
 async def lists_endpoint(request: Request) -> Response:
     state = _emulator(request).state
-    lists = [
-        {**list_json(state, item, _base(request)), "contact_ids": [c.id for c in state.list_members(item.id)]}
-        for item in state.lists.values()
-    ]
+    lists = []
+    for item in state.lists.values():
+        members = [c.id for c in state.list_members(item.id)]
+        lists.append({**list_json(item, len(members), _base(request)), "contact_ids": members})
     return json_response({"lists": lists, "total": len(lists)})
 
 
@@ -93,7 +107,33 @@ async def mail_endpoint(request: Request) -> Response:
 async def suppressions_endpoint(request: Request) -> Response:
     state = _emulator(request).state
     groups = [{**group_json(g), "members": list(g.members)} for g in state.groups.values()]
-    return json_response({"global": list(state.global_suppressions), "groups": groups})
+    lists = {name: [render(email, entry) for email, entry in container(state).items()]
+             for name, (container, render) in LISTS.items()}
+    return json_response({"global": list(state.global_suppressions), "groups": groups, **lists})
+
+
+def _is_int(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+async def add_suppressions_endpoint(request: Request) -> Response:
+    state = _emulator(request).state
+    name = request.path_params["list"]
+    if name not in LISTS:
+        return json_response({"error": f"unknown list {name!r}: one of {', '.join(LISTS)}"}, 404)
+    rows = await _json_body(request)
+    rows = rows if isinstance(rows, list) else [rows]
+    for row in rows:
+        if not isinstance(row, dict) or not is_valid_email(row.get("email")):
+            return json_response({"error": 'each entry is an object with a valid "email"'}, 400)
+        if "created" in row and not _is_int(row["created"]):
+            return json_response({"error": '"created" is epoch seconds (an integer)'}, 400)
+    container = LISTS[name][0](state)
+    for row in rows:
+        container[row["email"].lower()] = SuppressionEntry(
+            int(row.get("created", state.now())), str(row.get("reason", "")), str(row.get("status", "")),
+            str(row.get("ip", "")))
+    return json_response({"list": name, "total": len(container)})
 
 
 async def jobs_endpoint(request: Request) -> Response:
@@ -156,6 +196,35 @@ async def rate_limits_endpoint(request: Request) -> Response:
     return json_response(limiter.describe())
 
 
+async def seed_endpoint(request: Request) -> Response:
+    spec = await _json_body(request)
+    spec = spec if isinstance(spec, dict) else {}
+    contacts, seed = spec.get("contacts"), spec.get("seed", 0)
+    if not _is_int(contacts) or not 0 <= contacts <= MAX_SEEDED_CONTACTS or not _is_int(seed):
+        return json_response({"error": f'{{"contacts": 0..{MAX_SEEDED_CONTACTS}, "seed": integer}}'}, 400)
+    # Blocks the server while it runs (seconds for a million contacts): it replaces the account.
+    return json_response(seed_account(_emulator(request).state, contacts, seed))
+
+
+async def exports_config_endpoint(request: Request) -> Response:
+    state = _emulator(request).state
+    if request.method == "POST":
+        spec = await _json_body(request)
+        if not isinstance(spec, dict):
+            return json_response({"error": "expected a JSON object"}, 400)
+        rows = spec.get("rows_per_file", state.export_rows_per_file)
+        fail_next = spec.get("fail_next", state.export_failures_pending)
+        message = spec.get("failure_message", state.export_failure_message)
+        if (rows is not None and (not _is_int(rows) or rows < 1)) or not _is_int(fail_next) or fail_next < 0 \
+                or not isinstance(message, str):
+            return json_response({"error": 'expected {"rows_per_file": N >= 1 or null, "fail_next": K >= 0, '
+                                           '"failure_message": "..."}'}, 400)
+        state.export_rows_per_file, state.export_failures_pending = rows, fail_next
+        state.export_failure_message = message
+    return json_response({"rows_per_file": state.export_rows_per_file, "fail_next": state.export_failures_pending,
+                          "failure_message": state.export_failure_message})
+
+
 async def reset_endpoint(request: Request) -> Response:
     emulator = _emulator(request)
     emulator.state.reset()
@@ -170,10 +239,13 @@ ROUTES = [
     Route("/_emulator/lists", lists_endpoint, methods=["GET"]),
     Route("/_emulator/mail", mail_endpoint, methods=["GET"]),
     Route("/_emulator/suppressions", suppressions_endpoint, methods=["GET"]),
+    Route("/_emulator/suppressions/{list}", add_suppressions_endpoint, methods=["POST"]),
     Route("/_emulator/jobs", jobs_endpoint, methods=["GET"]),
     Route("/_emulator/jobs/run", run_jobs_endpoint, methods=["POST"]),
     Route("/_emulator/jobs/{job_id}/errors", job_errors_endpoint, methods=["GET"]),
     Route("/_emulator/faults", faults_endpoint, methods=["GET", "POST", "DELETE"]),
     Route("/_emulator/rate_limits", rate_limits_endpoint, methods=["GET", "POST"]),
     Route("/_emulator/reset", reset_endpoint, methods=["POST"]),
+    Route("/_emulator/seed", seed_endpoint, methods=["POST"]),
+    Route("/_emulator/exports/config", exports_config_endpoint, methods=["GET", "POST"]),
 ]

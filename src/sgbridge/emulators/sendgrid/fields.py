@@ -102,7 +102,9 @@ def delete_field(call: Call) -> Response:
     definition = _get(call)
     del call.state.custom_fields[definition.id]
     for contact in call.state.contacts.values():
-        contact.custom.pop(definition.id, None)
+        if contact.custom is not None and definition.id in contact.custom:
+            del contact.custom[definition.id]
+            contact.custom = contact.custom or None
     return empty_response(204)
 
 

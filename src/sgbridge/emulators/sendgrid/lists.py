@@ -3,23 +3,21 @@
 Members are added through the contacts PUT (``list_ids``) and removed with ``DELETE
 /v3/marketing/lists/{id}/contacts?contact_ids=a,b``, an asynchronous job (202 ``{job_id}``)
 that leaves the contacts themselves alone. ``GET /v3/marketing/lists`` pages with
-``page_size`` (1-1000, default 100) and an opaque ``page_token``; clients follow
-``_metadata.next`` (a full URL) until it is absent, as Airbyte's connector does.
+``page_size`` (1-1000, default 100) and an opaque ``page_token`` (see ``paging``); clients
+follow ``_metadata.next`` (a full URL) until it is absent, as Airbyte's connector does.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Any
-from urllib.parse import urlencode
 
 from starlette.responses import Response
 
 from sgbridge.emulators.sendgrid.contact_ops import contact_json, run_delete, run_list_removal
 from sgbridge.emulators.sendgrid.contacts import MARKETING_READ, MARKETING_WRITE
+from sgbridge.emulators.sendgrid.paging import token_page
 from sgbridge.emulators.sendgrid.pipeline import Call, Endpoint
-from sgbridge.emulators.sendgrid.state import MarketingList, SendGridEmulatorState
+from sgbridge.emulators.sendgrid.state import MarketingList
 from sgbridge.emulators.sendgrid.util import (
     ApiError,
     FieldError,
@@ -34,26 +32,11 @@ DEFAULT_PAGE_SIZE = 100
 MAX_LISTS = 1000  # SendGrid's documented per-account list limit
 
 
-def encode_page_token(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"offset:{offset}".encode()).decode().rstrip("=")
-
-
-def decode_page_token(token: str) -> int:
-    try:
-        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        kind, _, number = text.partition(":")
-        if kind == "offset" and number.isdigit():
-            return int(number)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        pass
-    raise bad_request("invalid page_token", "page_token")
-
-
-def list_json(state: SendGridEmulatorState, item: MarketingList, base_url: str) -> dict[str, Any]:
+def list_json(item: MarketingList, contact_count: int, base_url: str) -> dict[str, Any]:
     return {
         "id": item.id,
         "name": item.name,
-        "contact_count": len(state.list_members(item.id)),
+        "contact_count": contact_count,
         "_metadata": {"self": f"{base_url}/v3/marketing/lists/{item.id}"},
     }
 
@@ -67,22 +50,13 @@ def _get(call: Call) -> MarketingList:
 
 def all_lists(call: Call) -> Response:
     state = call.state
-    size = int(call.params.get("page_size", DEFAULT_PAGE_SIZE))
-    token = call.params.get("page_token")
-    offset = decode_page_token(token) if token else 0
-    lists = list(state.lists.values())
-    base = f"{call.base_url}/v3/marketing/lists"
-
-    def page_url(at: int) -> str:
-        return f"{base}?{urlencode({'page_size': size, 'page_token': encode_page_token(at) if at else ''})}"
-
-    metadata: dict[str, Any] = {"self": page_url(offset), "count": len(lists)}
-    if offset + size < len(lists):
-        metadata["next"] = page_url(offset + size)
-    if offset > 0:
-        metadata["prev"] = page_url(max(0, offset - size))
-    page = [list_json(state, item, call.base_url) for item in lists[offset:offset + size]]
-    return json_response({"result": page, "_metadata": metadata})
+    page, metadata = token_page(
+        list(state.lists.values()), url=f"{call.base_url}/v3/marketing/lists",
+        size=int(call.params.get("page_size", DEFAULT_PAGE_SIZE)), token=call.params.get("page_token"),
+    )
+    counts = state.list_member_counts() if page else {}
+    result = [list_json(item, counts.get(item.id, 0), call.base_url) for item in page]
+    return json_response({"result": result, "_metadata": metadata})
 
 
 def create_list(call: Call) -> Response:
@@ -91,13 +65,13 @@ def create_list(call: Call) -> Response:
         raise bad_request(f"you can have at most {MAX_LISTS} lists", "name")
     item = MarketingList(state.new_id(), call.body["name"], state.now())
     state.lists[item.id] = item
-    return json_response(list_json(state, item, call.base_url), 201)
+    return json_response(list_json(item, 0, call.base_url), 201)
 
 
 def get_list(call: Call) -> Response:
     item = _get(call)
-    data = list_json(call.state, item, call.base_url)
     members = call.state.list_members(item.id)
+    data = list_json(item, len(members), call.base_url)
     if call.params.get("contact_sample") and members:
         newest = max(members, key=lambda c: c.updated_at)
         data["contact_sample"] = contact_json(call.state, newest, call.base_url)
@@ -111,7 +85,7 @@ def update_list(call: Call) -> Response:
         if not name.strip():
             raise bad_request("name may not be empty", "name")
         item.name = name
-    return json_response(list_json(call.state, item, call.base_url))
+    return json_response(list_json(item, len(call.state.list_members(item.id)), call.base_url))
 
 
 def delete_list(call: Call) -> Response:
@@ -123,7 +97,8 @@ def delete_list(call: Call) -> Response:
         job = state.schedule_job("delete", run_delete, {"ids": members}, call.base_url)
         return json_response({"job_id": job.id}, 200)
     for contact_id in members:
-        state.contacts[contact_id].list_ids.remove(item.id)
+        contact = state.contacts[contact_id]
+        contact.list_ids = tuple(lid for lid in contact.list_ids if lid != item.id)
     return empty_response(204)
 
 

@@ -2,6 +2,7 @@
 
 Order, as on the real service: the request is read and recorded; an injected fault may answer
 instead (or after, for ``process=true`` "ack lost" faults); then authentication (401), the
+account's plan (403 on ``/v3/marketing/*`` for an account without Marketing Campaigns), the
 endpoint's scope (403), the rate-limit bucket (429, and ``X-RateLimit-*`` headers on every
 later answer), OpenAPI validation (400) and finally the handler. Handlers are plain functions
 of a ``Call`` that return a response or raise ``ApiError``.
@@ -21,7 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from sgbridge.emulators.faults import FaultInjector, FaultRule, fault_response
-from sgbridge.emulators.sendgrid.auth import KeyRing
+from sgbridge.emulators.sendgrid.auth import FORBIDDEN, KeyRing
 from sgbridge.emulators.sendgrid.openapi import Operation, SpecSet
 from sgbridge.emulators.sendgrid.ratelimit import RateLimiter
 from sgbridge.emulators.sendgrid.state import SendGridEmulatorState
@@ -30,6 +31,7 @@ from sgbridge.emulators.sendgrid.util import ApiError, FieldError, errors_respon
 Handler = Callable[["Call"], Response]
 _HIDDEN_HEADERS = frozenset({"authorization"})
 MAX_RECORDED_TEXT = 4096
+MARKETING_PREFIX = "/v3/marketing/"
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ class SendGridEmulator:
     specs: SpecSet
     faults: FaultInjector = field(default_factory=FaultInjector)
     reject_invalid_emails: bool = True  # see contact_ops: 400 up front, or per-row job errors
+    marketing_campaigns: bool = True  # False: an account without Marketing Campaigns (403 on /v3/marketing/*)
 
 
 @dataclass
@@ -127,6 +130,8 @@ def _run(call_endpoint: Endpoint, operation: Operation, request: Request, raw: b
     rate_headers: dict[str, str] = {}
     try:
         api_key, scopes = emulator.keys.authenticate(request.headers.get("authorization"))
+        if not emulator.marketing_campaigns and call_endpoint.path.startswith(MARKETING_PREFIX):
+            raise ApiError(403, FieldError(None, FORBIDDEN))
         emulator.keys.authorize(scopes, call_endpoint.scopes)
         decision = emulator.limiter.hit(call_endpoint.bucket)
         rate_headers = decision.headers()

@@ -6,22 +6,23 @@ here and a module of handlers beside it. The API-area rules live in those module
 (``contact_ops``, ``suppressions``, ``mail``...); this class holds data, ids, the clock and the
 asynchronous-job queue.
 
-Asynchronous jobs (contact upserts and deletes, list-member removals) are applied lazily: a
-job becomes due ``job_delay_seconds`` after it was accepted and is run, in acceptance order,
-by the next ``tick()`` — which every request and control call makes. So no background task is
-needed, the emulator works the same under ``httpx.ASGITransport`` and uvicorn, and a test with
-an injected clock decides exactly when work happens.
+Asynchronous jobs (contact upserts and deletes, list-member removals, contact exports) are
+applied lazily: a job becomes due ``job_delay_seconds`` after it was accepted and is run, in
+acceptance order, by the next ``tick()`` — which every request and control call makes. So no
+background task is needed, the emulator works the same under ``httpx.ASGITransport`` and
+uvicorn, and a test with an injected clock decides exactly when work happens.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sgbridge.emulators.sendgrid.export_store import ExportStore
 from sgbridge.emulators.sendgrid.util import iso
 
 IDENTIFIERS = ("email", "phone_number_id", "external_id", "anonymous_id")
@@ -35,15 +36,52 @@ DEFAULT_TEMPLATES: Mapping[str, str] = {
 }
 
 
-@dataclass
+# Reserved text fields of a contact, in the order the contact JSON and SendGrid's CSV export use.
+RESERVED_TEXT_FIELDS = (
+    "first_name", "last_name", "unique_name", "address_line_1", "address_line_2", "city",
+    "state_province_region", "postal_code", "country", "phone_number", "whatsapp", "line", "facebook",
+)
+
+
+@dataclass(slots=True)
 class Contact:
+    """One marketing contact.
+
+    A slot per identifier and reserved field instead of per-contact dicts: a seeded account holds
+    a million of these, and this layout (with ``None`` for unset values, shared strings and shared
+    ``list_ids`` tuples) takes well under half the memory of three dicts per contact.
+    """
+
     id: str
     created_at: float
     updated_at: float
-    identifiers: dict[str, str] = field(default_factory=dict)  # email / phone_number_id / ...
-    fields: dict[str, Any] = field(default_factory=dict)  # reserved fields: first_name, city...
-    custom: dict[str, Any] = field(default_factory=dict)  # custom field id -> value
-    list_ids: list[str] = field(default_factory=list)
+    email: str | None = None
+    phone_number_id: str | None = None
+    external_id: str | None = None
+    anonymous_id: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    unique_name: str | None = None
+    address_line_1: str | None = None
+    address_line_2: str | None = None
+    city: str | None = None
+    state_province_region: str | None = None
+    postal_code: str | None = None
+    country: str | None = None
+    phone_number: str | None = None
+    whatsapp: str | None = None
+    line: str | None = None
+    facebook: str | None = None
+    alternate_emails: tuple[str, ...] = ()
+    custom: dict[str, Any] | None = None  # custom field id -> value; None while the contact has none
+    list_ids: tuple[str, ...] = ()  # replaced, never mutated in place: seeded contacts share these tuples
+
+    @property
+    def identifiers(self) -> dict[str, str]:
+        """The identifiers that are set, by kind (``email``, ``external_id``...)."""
+        found = {"email": self.email, "phone_number_id": self.phone_number_id, "external_id": self.external_id,
+                 "anonymous_id": self.anonymous_id}
+        return {kind: value for kind, value in found.items() if value is not None}
 
 
 @dataclass
@@ -94,6 +132,73 @@ class Template:
     updated_at: float
 
 
+@dataclass(slots=True)
+class Segment:
+    """A Segments 2.0 segment. ``member_ids`` is its evaluated membership (ordered, for stable
+    samples): SendGrid re-evaluates segments about hourly, the emulator when it seeds them; a
+    member that was deleted or left every parent list no longer counts."""
+
+    id: str
+    name: str
+    query_dsl: str
+    parent_list_ids: tuple[str, ...]
+    created_at: float
+    updated_at: float
+    member_ids: dict[str, None] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class SingleSend:
+    id: str
+    name: str
+    status: str  # draft | scheduled | triggered
+    categories: tuple[str, ...]
+    send_at: float | None
+    created_at: float
+    updated_at: float
+    is_abtest: bool = False
+    list_ids: tuple[str, ...] = ()
+    segment_ids: tuple[str, ...] = ()
+    send_to_all: bool = False
+    subject: str = ""
+    html_content: str = ""
+    plain_content: str = ""
+    suppression_group_id: int | None = None
+    sender_id: int | None = None
+
+
+@dataclass(slots=True)
+class SuppressionEntry:
+    """One address on a bounce / block / spam report / invalid e-mail list."""
+
+    created: int  # epoch seconds, as the API shows it
+    reason: str = ""
+    status: str = ""  # enhanced SMTP status (bounces, blocks)
+    ip: str = ""  # sending IP (spam reports)
+
+
+@dataclass(slots=True)
+class ContactExport:
+    """A ``POST /v3/marketing/contacts/exports`` job and, once ready, its files."""
+
+    id: str
+    export_type: str  # contacts_export | list_export | segment_export
+    file_type: str  # csv | json
+    list_ids: tuple[str, ...]
+    segment_ids: tuple[str, ...]
+    max_file_bytes: int
+    created_at: float
+    updated_at: float
+    expires_at: float
+    base_url: str  # scheme://host the export was requested from: download URLs point there
+    status: str = "pending"  # pending | ready | failure
+    completed_at: float | None = None
+    files: list[str] = field(default_factory=list)  # file names, in download-URL order
+    token: str = ""  # the secret every download URL carries (pre-signed-URL stand-in)
+    contact_count: int = 0
+    message: str | None = None
+
+
 class SendGridEmulatorState:
     """Data of one emulated SendGrid account."""
 
@@ -109,11 +214,15 @@ class SendGridEmulatorState:
         self.clock = clock
         self.seed_templates = dict(DEFAULT_TEMPLATES if templates is None else templates)
         self.max_recorded_requests = max_recorded_requests
+        self.user_id = "8461349"  # the account's user id, shown on export jobs
+        self.export_store = ExportStore()
         self.reset()
 
     def reset(self) -> None:
+        """An empty account (export files deleted); the clock and job delay stay."""
         self.contacts: dict[str, Contact] = {}
-        self.identity_index: dict[tuple[str, str], str] = {}  # (identifier kind, value) -> contact id
+        # identifier kind -> value -> contact id: one dict per kind, no tuple key per contact.
+        self.identity_index: dict[str, dict[str, str]] = {kind: {} for kind in IDENTIFIERS}
         self.lists: dict[str, MarketingList] = {}
         self.custom_fields: dict[str, FieldDefinition] = {}
         self.next_field_number = 1
@@ -121,6 +230,18 @@ class SendGridEmulatorState:
         self.groups: dict[int, AsmGroup] = {}
         self.next_group_id = 1
         self.global_suppressions: dict[str, float] = {}  # email -> created (epoch s)
+        # One entry per address and list (re-adding replaces it): email -> entry.
+        self.bounces: dict[str, SuppressionEntry] = {}
+        self.blocks: dict[str, SuppressionEntry] = {}
+        self.spam_reports: dict[str, SuppressionEntry] = {}
+        self.invalid_emails: dict[str, SuppressionEntry] = {}
+        self.segments: dict[str, Segment] = {}
+        self.single_sends: dict[str, SingleSend] = {}
+        self.exports: dict[str, ContactExport] = {}
+        self.export_store.clear()
+        self.export_rows_per_file: int | None = None  # test knob: split exports every N rows
+        self.export_failures_pending = 0  # the next N exports end in "failure" (test knob)
+        self.export_failure_message = "export failed: internal error"
         self.messages: list[dict[str, Any]] = []
         now = self.now()
         self.templates: dict[str, Template] = {
@@ -129,6 +250,10 @@ class SendGridEmulatorState:
         }
         self.requests: deque[dict[str, Any]] = deque(maxlen=self.max_recorded_requests)
         self.next_request_number = 1
+
+    def close(self) -> None:
+        """Delete the export files now (they are also deleted when the state is collected)."""
+        self.export_store.clear()
 
     def now(self) -> float:
         return self.clock()
@@ -140,23 +265,45 @@ class SendGridEmulatorState:
     # -- contacts --------------------------------------------------------------------------
 
     def find_contact(self, kind: str, value: str) -> Contact | None:
-        contact_id = self.identity_index.get((kind, value))
+        contact_id = self.identity_index[kind].get(value)
         return None if contact_id is None else self.contacts.get(contact_id)
 
     def index_contact(self, contact: Contact) -> None:
         for kind, value in contact.identifiers.items():
-            self.identity_index[(kind, value)] = contact.id
+            self.identity_index[kind][value] = contact.id
 
     def remove_contact(self, contact_id: str) -> bool:
         contact = self.contacts.pop(contact_id, None)
         if contact is None:
             return False
         for kind, value in contact.identifiers.items():
-            self.identity_index.pop((kind, value), None)
+            self.identity_index[kind].pop(value, None)
         return True
 
     def list_members(self, list_id: str) -> list[Contact]:
         return [c for c in self.contacts.values() if list_id in c.list_ids]
+
+    def list_member_counts(self) -> Counter[str]:
+        """Members of every list in one pass (a list page must not scan the contacts per list)."""
+        return Counter(list_id for contact in self.contacts.values() for list_id in contact.list_ids)
+
+    def in_segment(self, segment: Segment, contact: Contact) -> bool:
+        if contact.id not in segment.member_ids:
+            return False
+        return not segment.parent_list_ids or not set(segment.parent_list_ids).isdisjoint(contact.list_ids)
+
+    def segment_members(self, segment: Segment) -> list[Contact]:
+        found = (self.contacts.get(contact_id) for contact_id in segment.member_ids)
+        return [c for c in found if c is not None and self.in_segment(segment, c)]
+
+    def segment_size(self, segment: Segment) -> int:
+        """``len(segment_members(segment))`` without building the list (a listing counts them all)."""
+        contacts = self.contacts
+        if not segment.parent_list_ids:
+            return sum(1 for contact_id in segment.member_ids if contact_id in contacts)
+        parents = frozenset(segment.parent_list_ids)
+        return sum(1 for contact_id in segment.member_ids
+                   if (c := contacts.get(contact_id)) is not None and not parents.isdisjoint(c.list_ids))
 
     def field_by_name(self, name: str) -> FieldDefinition | None:
         lowered = name.lower()
@@ -194,7 +341,15 @@ class SendGridEmulatorState:
                 job.run(self, job)
                 job.finished_at = self.now()
                 ran += 1
+        self._delete_expired_exports(now)
         return ran
+
+    def _delete_expired_exports(self, now: float) -> None:
+        # Their URLs answer 403 "expired" from now on; the disk space (gigabytes for a large
+        # account) is given back at once rather than when the emulator stops.
+        for export in self.exports.values():
+            if export.status == "ready" and export.expires_at < now and self.export_store.holds(export.id):
+                self.export_store.remove(export.id)
 
     def job_json(self, job: Job) -> dict[str, Any]:
         """The job as ``GET /v3/marketing/contacts/imports/{id}`` shows it."""

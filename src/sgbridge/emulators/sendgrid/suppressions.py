@@ -9,6 +9,9 @@ Behaviour worth emulating because a bridge can get it wrong:
   suppressed, not 404;
 * addresses are compared case-insensitively and stored lower-case.
 
+The bounce / block / spam report / invalid e-mail / unsubscribe listings are in
+``suppression_lists``.
+
 Mail sends consult these lists (see ``mail``): a suppressed recipient is accepted and dropped.
 """
 
@@ -131,12 +134,24 @@ def remove_from_group(call: Call) -> Response:
     return empty_response(204)
 
 
+def _int_query(call: Call, name: str) -> int | None:
+    value = call.request.query_params.get(name, "")
+    return int(value) if value.isdigit() else None
+
+
 def all_group_suppressions(call: Call) -> Response:
+    # The spec declares no query parameters here, yet Airbyte's suppression_group_members stream
+    # sends limit/offset (500 a page) and start_time/end_time. Were they ignored, a client paging
+    # until a short page would loop forever on 500+ members, so they are applied when they are
+    # valid numbers and otherwise ignored, as undeclared parameters are.
+    start, end = _int_query(call, "start_time"), _int_query(call, "end_time")
     rows = [
         {"email": email, "group_id": g.id, "group_name": g.name, "created_at": int(at)}
         for g in call.state.groups.values() for email, at in g.members.items()
+        if (start is None or int(at) >= start) and (end is None or int(at) <= end)
     ]
-    return json_response(rows)
+    offset, limit = _int_query(call, "offset") or 0, _int_query(call, "limit")
+    return json_response(rows[offset:] if limit is None else rows[offset:offset + limit])
 
 
 def add_global(call: Call) -> Response:
@@ -157,20 +172,6 @@ def delete_global(call: Call) -> Response:
     return empty_response(204)
 
 
-def list_unsubscribes(call: Call) -> Response:
-    params = call.params
-    start, end = params.get("start_time"), params.get("end_time")
-    needle = str(params.get("email", "")).lower()
-    rows = [
-        {"created": int(at), "email": email}
-        for email, at in call.state.global_suppressions.items()
-        if (start is None or at >= start) and (end is None or at <= end) and needle in email
-    ]
-    offset = params.get("offset", 0)
-    limit = params.get("limit", 500)
-    return json_response(rows[offset:offset + limit])
-
-
 GROUPS_READ = ("asm.groups.read",)
 GROUPS_WRITE = ("asm.groups.update",)
 ENDPOINTS = [
@@ -187,6 +188,4 @@ ENDPOINTS = [
     Endpoint("POST", "/v3/asm/suppressions/global", add_global, ("asm.suppressions.global.create",)),
     Endpoint("GET", "/v3/asm/suppressions/global/{email}", get_global, ("asm.suppressions.global.read",)),
     Endpoint("DELETE", "/v3/asm/suppressions/global/{email}", delete_global, ("asm.suppressions.global.delete",)),
-    Endpoint("GET", "/v3/suppression/unsubscribes", list_unsubscribes,
-             ("suppression.read", "suppression.unsubscribes.read")),
 ]

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode
 
 from starlette.responses import Response
 
-from sgbridge.emulators.sendgrid.lists import decode_page_token, encode_page_token
+from sgbridge.emulators.sendgrid.paging import token_page
 from sgbridge.emulators.sendgrid.pipeline import Call, Endpoint
 from sgbridge.emulators.sendgrid.state import Template
 from sgbridge.emulators.sendgrid.util import json_response
@@ -27,17 +26,12 @@ def template_json(template: Template) -> dict[str, Any]:
 
 def list_templates(call: Call) -> Response:
     generations = str(call.params.get("generations", "legacy")).split(",")  # the spec's default is legacy
-    size = int(call.params["page_size"])
-    token = call.params.get("page_token")
-    offset = decode_page_token(token) if token else 0
     templates = [t for t in call.state.templates.values() if t.generation in generations]
-    base = f"{call.base_url}/v3/templates"
-    query = {"generations": ",".join(generations), "page_size": size}
-    metadata: dict[str, Any] = {"self": f"{base}?{urlencode(query)}", "count": len(templates)}
-    if offset + size < len(templates):
-        metadata["next"] = f"{base}?{urlencode({**query, 'page_token': encode_page_token(offset + size)})}"
-    page = [template_json(t) for t in templates[offset:offset + size]]
-    return json_response({"result": page, "_metadata": metadata})
+    page, metadata = token_page(
+        templates, url=f"{call.base_url}/v3/templates", size=int(call.params["page_size"]),
+        token=call.params.get("page_token"), query={"generations": ",".join(generations)},
+    )
+    return json_response({"result": [template_json(t) for t in page], "_metadata": metadata})
 
 
 ENDPOINTS = [Endpoint("GET", "/v3/templates", list_templates, ("templates.read",))]

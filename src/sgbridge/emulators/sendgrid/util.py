@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import re
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -62,8 +64,15 @@ def is_valid_email(value: Any) -> bool:
 
 
 def iso(ts: float) -> str:
-    """SendGrid's marketing timestamps: ISO 8601, UTC, ``Z`` suffix."""
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    """SendGrid's marketing timestamps: ISO 8601, UTC, ``Z`` suffix, whole seconds."""
+    if ts < 0:
+        return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    # What datetime.fromtimestamp(ts).isoformat(timespec="seconds") gives (it rounds to the
+    # microsecond first), at a third of the cost: exports format two per contact, millions.
+    fraction, whole = math.modf(ts)
+    if round(fraction * 1e6) >= 1_000_000:
+        whole += 1
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(whole))
 
 
 def csv_ids(value: str) -> list[str]:
