@@ -27,6 +27,7 @@ from sgbridge.inbound.segment_routes import SegmentInbound
 from sgbridge.journal import Journal
 from sgbridge.journal.housekeeping import prune
 from sgbridge.settings import Settings
+from sgbridge.sync.service import SyncScheduler
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +55,15 @@ class Bridge:
         self.warehouse: WarehouseDestination | None = None
         if settings.warehouse.enabled:
             self.warehouse = WarehouseDestination(settings)
+            # One window at a time: loads into one warehouse take turns anyway (a second window in
+            # flight measured slower, and doubles the memory of a backlog).
             loads = settings.delivery.model_copy(update={"window_events": settings.warehouse.flush_events,
-                                                         "concurrency": 1})  # loads in seq order
+                                                         "concurrency": 1})
             self.workers.append(DeliveryWorker(self.journal, self.warehouse, loads, self.warehouse.url,
                                                pace_seconds=settings.warehouse.flush_seconds))
+        self.sync: SyncScheduler | None = None
+        if self.warehouse is not None and settings.sync.enabled and settings.sync_sources():
+            self.sync = SyncScheduler(settings, self.journal)
         self.sendgrid = SendGridInbound(settings, self.journal, self.wake)
         self.segment_inbound = SegmentInbound(settings, self.journal, self.wake)
         self._tasks: list[asyncio.Task[None]] = []
@@ -71,8 +77,12 @@ class Bridge:
             self.journal.release_claims()
         self._tasks = [asyncio.create_task(w.run()) for w in self.workers]
         self._tasks.append(asyncio.create_task(self._housekeeping()))
+        if self.sync is not None:
+            self._tasks.append(asyncio.create_task(self.sync.run()))
 
     async def stop(self) -> None:
+        if self.sync is not None:
+            await self.sync.close()  # a sync in progress stops between pages, recorded as interrupted
         for worker in self.workers:
             worker.stop()
         for task in self._tasks:
@@ -129,7 +139,8 @@ def build_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = N
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok", "database": bridge.journal.dialect.name,
-                             "destinations": [w.destination.name for w in bridge.workers]})
+                             "destinations": [w.destination.name for w in bridge.workers],
+                             "object_sync": settings.sync_sources() if bridge.sync is not None else []})
 
     async def metrics_endpoint(request: Request) -> Response:
         if token is not None:

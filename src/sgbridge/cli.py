@@ -10,18 +10,9 @@ import click
 import orjson
 
 from sgbridge import __version__
-from sgbridge.settings import ConfigError, Settings, load_settings
-
-
-def _settings(config: str | None) -> Settings:
-    try:
-        return load_settings(config)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-config_option = click.option("--config", "config", type=click.Path(dir_okay=False), default=None,
-                             help="TOML config file (or SGBRIDGE_CONFIG).")
+from sgbridge.cli_common import config_option, open_journal
+from sgbridge.cli_common import settings_from as _settings
+from sgbridge.settings import ConfigError
 
 
 @click.group()
@@ -97,16 +88,25 @@ def emulate_segment(host: str, port: int, write_keys: tuple[str, ...], no_keep_m
 @click.option("--port", type=int, default=8766, show_default=True)
 @click.option("--api-key", "api_keys", multiple=True, help="Accepted API key (repeat; default: any).")
 @click.option("--job-delay", type=float, default=1.0, show_default=True,
-              help="Seconds before contact import/delete jobs complete.")
-def emulate_sendgrid(host: str, port: int, api_keys: tuple[str, ...], job_delay: float) -> None:
-    """SendGrid v3 API emulator (contacts, lists, suppressions, mail send; OpenAPI-validated; /_emulator/*)."""
+              help="Seconds before contact import/delete/export jobs complete.")
+@click.option("--seed-contacts", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Start with a generated account of N contacts (lists, segments, suppressions...); 0: empty.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the generated account.")
+@click.option("--no-marketing-campaigns", is_flag=True,
+              help="An account without Marketing Campaigns: every /v3/marketing/* endpoint answers 403.")
+def emulate_sendgrid(host: str, port: int, api_keys: tuple[str, ...], job_delay: float, seed_contacts: int,
+                     seed: int, no_marketing_campaigns: bool) -> None:
+    """SendGrid v3 API emulator (contacts, lists, segments, exports, suppressions, mail send; OpenAPI-validated)."""
     import asyncio
 
     from sgbridge.emulators.sendgrid import serve_sendgrid_emulator
 
+    if seed_contacts:
+        click.echo(f"Seeding {seed_contacts} contacts (seed {seed})...")
     click.echo(f"SendGrid emulator on http://{host}:{port} (inspect /_emulator/requests, /_emulator/contacts)")
     asyncio.run(serve_sendgrid_emulator(host, port, api_keys or None, job_delay_seconds=job_delay,
-                                        log_level="warning"))
+                                        marketing_campaigns=not no_marketing_campaigns,
+                                        seed_contacts=seed_contacts, seed=seed, log_level="warning"))
 
 
 @emulate.command("sendgrid-webhook")
@@ -213,12 +213,6 @@ def dead_letters() -> None:
     """Events a destination rejected: list them, replay them."""
 
 
-def _journal(config: str | None) -> Any:
-    from sgbridge.journal import Journal
-
-    return Journal(_settings(config).database_url)
-
-
 @dead_letters.command("list")
 @config_option
 @click.option("--destination", default=None)
@@ -226,7 +220,7 @@ def _journal(config: str | None) -> Any:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def dead_letters_list(config: str | None, destination: str | None, limit: int, as_json: bool) -> None:
     """List dead letters (rejected deliveries, emails held for review) with their reasons."""
-    journal = _journal(config)
+    journal = open_journal(config)
     try:
         rows = journal.dead_letters(destination, limit)
     finally:
@@ -256,7 +250,7 @@ def dead_letters_replay(config: str | None, replay_all: bool, ids: tuple[int, ..
     """Queue dead letters for delivery again (a running `sgbridge serve` sends them)."""
     if not replay_all and not ids:
         raise click.UsageError("give dead-letter IDs or --all")
-    journal = _journal(config)
+    journal = open_journal(config)
     try:
         count = journal.request_replay(None if replay_all else ids)
     finally:
@@ -268,7 +262,7 @@ def dead_letters_replay(config: str | None, replay_all: bool, ids: tuple[int, ..
 @config_option
 def status(config: str | None) -> None:
     """Show the log's size, each destination's cursor and outcome counts, as JSON."""
-    journal = _journal(config)
+    journal = open_journal(config)
     try:
         click.echo(orjson.dumps(journal.stats(count_events=True), option=orjson.OPT_INDENT_2).decode())
     finally:
@@ -292,7 +286,7 @@ def events_show(config: str | None, ref: str) -> None:
     settings = _settings(config)
     consumes = {"segment": lambda source: source not in SEGMENT_SOURCES}
     consumes.update({name: lambda source: source in SEGMENT_SOURCES for name in settings.actions})
-    journal = _journal(config)
+    journal = open_journal(config)
     try:
         seqs = find_seqs(journal, ref, list(settings.sources))
         found = [t for t in (trace(journal, s, list(consumes), consumes) for s in seqs) if t is not None]
@@ -311,6 +305,15 @@ def config_reference() -> None:
 
     click.echo(render(), nl=False)
 
+
+def _register_sync_commands() -> None:
+    from sgbridge.cli_sync import check, sync, sync_history
+
+    for command in (sync, sync_history, check):
+        main.add_command(command)
+
+
+_register_sync_commands()
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

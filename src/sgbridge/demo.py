@@ -5,9 +5,11 @@ the SendGrid webhook sender. Both directions run at once:
 
 - signed SendGrid webhook traffic, with SendGrid's duplicates and changed-id retries, goes to Segment;
 - Segment events (identify, "Joined Newsletter", "Order Completed") posted to the bridge's
-  Tracking API become SendGrid contacts, list members and emails through Segment's actions.
+  Tracking API become SendGrid contacts, list members and emails through Segment's actions;
+- the email events land in the warehouse (a DuckDB file), and the object sync copies the seeded
+  SendGrid account's lists, segments, contacts, single sends and suppressions beside them.
 
-Then it prints what reached each emulator. No accounts, no network beyond loopback.
+Then it prints what reached each emulator and the warehouse. No accounts, no network beyond loopback.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from sgbridge.settings import load_settings
 DEMO_WRITE_KEY = "demo-write-key"
 DEMO_INBOUND_KEY = "demo-inbound-key"
 DEMO_SENDGRID_KEY = "SG.demo"
+DEMO_ACCOUNT_CONTACTS = 5_000  # the emulated SendGrid account the object sync reads
 WELCOME_TEMPLATE = "d-5f1e0c3a2b8d4e6f9a7b1c2d3e4f5a6b"  # one of the SendGrid emulator's templates
 
 
@@ -127,7 +130,8 @@ async def run_demo(duration: float | None, rate: float, batch_size: int, databas
     keys = generate_keypair()
     segment_app = create_segment_emulator([DEMO_WRITE_KEY])
     segment = segment_app.state.emulator.state
-    sendgrid_app = create_sendgrid_emulator([DEMO_SENDGRID_KEY], job_delay_seconds=0.5)
+    sendgrid_app = create_sendgrid_emulator([DEMO_SENDGRID_KEY], job_delay_seconds=0.5,
+                                            seed_contacts=DEMO_ACCOUNT_CONTACTS)
     sendgrid = sendgrid_app.state.emulator.state
     async with _serve(segment_app, "off") as segment_url, _serve(sendgrid_app, "off") as sendgrid_url:
         newsletter = MarketingList(sendgrid.new_id(), "Newsletter", time.time())
@@ -137,6 +141,10 @@ async def run_demo(duration: float | None, rate: float, batch_size: int, databas
             "SEGMENT_WRITE_KEY": DEMO_WRITE_KEY,
             "SEGMENT_ENDPOINT": segment_url,
             "SGBRIDGE_DATABASE_URL": f"sqlite:///{database}",
+            "SENDGRID_API_KEY": DEMO_SENDGRID_KEY,  # the object sync reads the emulated account
+            "SENDGRID_API_ENDPOINT": sendgrid_url,
+            "SGBRIDGE_SYNC__EXPORT_POLL_SECONDS": "0.2",
+            "SGBRIDGE_WAREHOUSE__FLUSH_SECONDS": "1",
         })
         config = _actions_config(workdir / "sgbridge.toml", sendgrid_url, newsletter.id)
         app = build_app(load_settings(str(config)))
@@ -171,19 +179,58 @@ async def run_demo(duration: float | None, rate: float, batch_size: int, databas
             sendgrid.tick(force=True)
             _report(console, summary, stats, segment)
             sendgrid_summary = _report_sendgrid(console, sendgrid, newsletter.id)
-            return {"sender": summary, "journal": stats, "segment": segment.stats(), "sendgrid": sendgrid_summary}
+            warehouse = await _report_warehouse(console, app.state.bridge, deadline + 30)
+            return {"sender": summary, "journal": stats, "segment": segment.stats(), "sendgrid": sendgrid_summary,
+                    "warehouse": warehouse}
+
+
+async def _report_warehouse(console: Console, bridge: Any, deadline: float) -> dict[str, int]:
+    """Wait for the last events to load and the first object sync to finish; count the tables."""
+    import duckdb
+
+    from sgbridge.journal.sync_runs import SyncRuns
+    from sgbridge.warehouse.tables import TABLES
+
+    runs = SyncRuns(bridge.journal)
+    while time.monotonic() < deadline:
+        stats = await bridge.journal.stats_async()
+        history = await asyncio.to_thread(runs.history)
+        if stats["cursors"].get("warehouse", 0) >= stats["max_seq"] and history and history[0].finished_at:
+            break
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(2.5)  # the file is released once loads stop (warehouse/keeper.py)
+    path = bridge.warehouse.url.removeprefix("duckdb:")
+    objects = ("lists", "segments", "recipients", "campaigns", "unsubscribe_groups", "bounces", "spam_reports")
+    counts: dict[str, int] = {}
+    with duckdb.connect(path) as conn:
+        present = {r[0] for r in conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'sendgrid'").fetchall()}
+        for name in (*TABLES, *objects):
+            if name in present:
+                row = conn.execute(f'SELECT count(*) FROM sendgrid."{name}"').fetchone()
+                counts[name] = int(row[0]) if row else 0
+    shown = Table("table (dataset sendgrid)", "rows", title="What reached the warehouse")
+    for name, count in counts.items():
+        shown.add_row(name, f"{count:,}")
+    console.print(shown)
+    console.print(f"The warehouse is the DuckDB file {path}: events as the webhook sent them, objects from the "
+                  "object sync (sgbridge sync). Query it with any DuckDB client, e.g.\n"
+                  f'  duckdb -readonly {path} "SELECT event, count(*) FROM sendgrid.activity GROUP BY 1"')
+    return counts
 
 
 def _report_sendgrid(console: Console, sendgrid: Any, list_id: str) -> dict[str, int]:
     puts = [r for r in sendgrid.requests if r["method"] == "PUT" and r["path"] == "/v3/marketing/contacts"]
     summary = {
-        "contacts": len(sendgrid.contacts),
+        "contacts": sum(1 for c in sendgrid.contacts.values() if (c.email or "").endswith("@example.com")),
         "newsletter_members": len(sendgrid.list_members(list_id)),
         "emails_sent": len(sendgrid.messages),
         "contact_puts": len(puts),
     }
     table = Table("SendGrid", "count", title="What reached the SendGrid emulator (Segment → SendGrid)")
     table.add_row("contacts (Upsert Contact on identify)", str(summary["contacts"]))
+    table.add_row("(the account was seeded with other contacts, lists, suppressions…)",
+                  str(len(sendgrid.contacts) - summary["contacts"]))
     table.add_row("members of list Newsletter (Add to List on 'Joined Newsletter')", str(summary["newsletter_members"]))
     table.add_row("emails sent (Send Email on 'Order Completed')", str(summary["emails_sent"]))
     table.add_row("contacts PUT requests (upserts merged and batched)", str(summary["contact_puts"]))

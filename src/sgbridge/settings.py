@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+SENDGRID_HOSTS = {"us": "https://api.sendgrid.com", "eu": "https://api.eu.sendgrid.com"}
 SEGMENT_HOSTS = {"us": "https://api.segment.io", "eu": "https://events.eu1.segmentapis.com"}
 
 # Event selection names: the Event Webhook's own `event` values, plus `machine_open` for
@@ -29,6 +30,11 @@ SELECTABLE_EVENTS = (
 )
 # The names SendGrid's own integration API uses (tsg_integrations_v3 `email_events`).
 EVENT_ALIASES = {"drop": "dropped", "machine_opened": "machine_open", "spam_report": "spamreport"}
+# The object sync's collections, in the order a run takes them (sgbridge.sync.collections).
+SYNC_COLLECTIONS = (
+    "lists", "segments", "recipients", "campaigns", "field_definitions", "unsubscribe_groups",
+    "unsubscribe_group_members", "global_unsubscribes", "bounces", "blocks", "spam_reports", "invalid_emails",
+)
 # As in the native integration, `deferred` is off unless asked for.
 DEFAULT_EVENTS = [e for e in SELECTABLE_EVENTS if e != "deferred"]
 
@@ -62,6 +68,23 @@ class SourceSettings(_Section):
     user_id_arg: str | None = Field("segment_user_id", description="custom arg whose value becomes userId "
                                     "(sgbridge's sendEmail action sets segment_user_id)")
     timestamp_tolerance_seconds: int | None = Field(None, ge=1)
+    api_key: SecretStr | None = Field(None, description="SendGrid API key of this account, for the object sync and "
+                                      "`sgbridge check` (SENDGRID_API_KEY for the default source); read access "
+                                      "to Marketing and Suppressions is enough")
+    api_region: Literal["us", "eu"] = Field("us", description="api.sendgrid.com or api.eu.sendgrid.com")
+    api_endpoint: str | None = Field(None, description="SendGrid API base URL override, e.g. the emulator "
+                                     "(SENDGRID_API_ENDPOINT for the default source)")
+    sync: bool = Field(True, description="sync this account's objects to the warehouse when it has an api_key")
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _trim_key(cls, value: Any) -> Any:
+        # Keys pasted from the SendGrid UI often carry a trailing space or newline (Segment's
+        # troubleshooting names it): an API key never contains whitespace.
+        return value.strip() if isinstance(value, str) else value
+
+    def api_base_url(self) -> str:
+        return (self.api_endpoint or SENDGRID_HOSTS[self.api_region]).rstrip("/")
 
     @field_validator("public_keys", mode="before")
     @classmethod
@@ -138,7 +161,39 @@ class WarehouseSettings(_Section):
     pipelines_dir: str | None = Field(None, description="dlt's working folder (default: sgbridge-dlt beside the "
                                       "warehouse file or the journal); it holds interrupted loads until finished")
     flush_seconds: float = Field(5.0, ge=0, description="a smaller batch waits this long for more events")
-    flush_events: int = Field(50_000, ge=1, description="most events per load")
+    flush_events: int = Field(200_000, ge=1, description="most events per load: larger loads cost less per event "
+                              "(dlt's fixed cost per load; DuckDB writes appends of over ~120,000 rows straight "
+                              "to the file) and about 300 MB of memory at this size")
+    duckdb_memory_limit: str = Field("128MB", description="DuckDB's memory limit while loading (it spills to "
+                                     "disk beyond it); DuckDB's own default is 80% of RAM")
+
+
+class SyncSettings(_Section):
+    """SendGrid objects (lists, segments, contacts, single sends, suppressions) synced to the warehouse."""
+
+    enabled: bool = Field(True, description="`serve` syncs every source that has an api_key on a schedule")
+    interval_seconds: float = Field(3 * 3600, ge=60, description="one run per interval (Segment's source: 3 hours); "
+                                    "with several processes on PostgreSQL, one of them runs it")
+    collections: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(SYNC_COLLECTIONS), description="what to sync: " + ", ".join(SYNC_COLLECTIONS))
+    export_timeout_seconds: float = Field(3600.0, gt=0, description="longest wait for the contacts export job")
+    export_poll_seconds: float = Field(2.0, gt=0, description="first wait between export status checks (grows)")
+    request_timeout_seconds: float = Field(60.0, gt=0, description="per API request")
+    max_attempts: int = Field(8, ge=1, description="tries per request on 429, 5xx and network errors")
+    stale_after_seconds: float = Field(300.0, ge=1, description="a run that has not reported for this long is "
+                                       "taken as dead (killed): shown as interrupted, and its slot is run again")
+    lock_wait_seconds: float = Field(600.0, ge=0, description="DuckDB: how long a load waits for another process "
+                                     "(serve, or sgbridge sync) to release the file")
+
+    @field_validator("collections", mode="before")
+    @classmethod
+    def _known_collections(cls, value: Any) -> Any:
+        value = _list_from_env(value)
+        if isinstance(value, list):
+            unknown = sorted(set(map(str, value)) - set(SYNC_COLLECTIONS))
+            if unknown:
+                raise ValueError(f"unknown collections {unknown}; choose from {list(SYNC_COLLECTIONS)}")
+        return value
 
 
 class SubscriptionSettings(_Section):
@@ -191,6 +246,7 @@ class Settings(BaseSettings):
     actions: dict[str, ActionDestinationSettings] = Field(
         default_factory=dict, description="Segment events to SendGrid (and webhooks): destinations by name")
     warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings)
+    sync: SyncSettings = Field(default_factory=SyncSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
 
     @field_validator("sources")
@@ -243,6 +299,10 @@ class Settings(BaseSettings):
         configured = self.sources[source].warehouse_dataset if source in self.sources else None
         return configured or ("sendgrid" if source == "default" else source)
 
+    def sync_sources(self) -> list[str]:
+        """Sources whose objects are synced: those with an API key and ``sync`` on."""
+        return [name for name, source in self.sources.items() if source.api_key and source.sync]
+
     def write_key_for(self, source: str) -> str | None:
         override = self.sources[source].segment_write_key if source in self.sources else None
         key = override or self.segment.write_key
@@ -279,6 +339,10 @@ def _apply_short_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
     if keys := env.get("SENDGRID_WEBHOOK_PUBLIC_KEY"):
         default = data.setdefault("sources", {}).setdefault("default", {})
         default["public_keys"] = keys
+    if api_key := env.get("SENDGRID_API_KEY"):
+        data.setdefault("sources", {}).setdefault("default", {}).setdefault("api_key", api_key)
+    if endpoint := env.get("SENDGRID_API_ENDPOINT"):
+        data.setdefault("sources", {}).setdefault("default", {}).setdefault("api_endpoint", endpoint)
 
 
 def _format_error(err: ValidationError, origin: str) -> str:

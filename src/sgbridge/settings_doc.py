@@ -17,6 +17,7 @@ from sgbridge.settings import (
     Settings,
     SourceSettings,
     SubscriptionSettings,
+    SyncSettings,
     WarehouseSettings,
 )
 
@@ -29,6 +30,8 @@ _SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("actions.<name>.subscriptions", SubscriptionSettings, "Subscriptions (one configured action each; "
      "`[[actions.<name>.subscriptions]]`)"),
     ("warehouse", WarehouseSettings, "Warehouse (SendGrid events to DuckDB or any dlt destination)"),
+    ("sync", SyncSettings, "Object sync (SendGrid lists, segments, contacts, single sends and suppressions to the "
+     "warehouse; see [warehouse.md](warehouse.md))"),
     ("delivery", DeliverySettings, "Delivery engine"),
     ("ingest", IngestSettings, "Ingestion"),
 ]
@@ -59,9 +62,10 @@ def render() -> str:
         "comma-separated), plus `SENDGRID_WEBHOOK_PUBLIC_KEY` (→ `sources.default.public_keys`),",
         "`SEGMENT_WRITE_KEY`, `SEGMENT_REGION`, `SEGMENT_ENDPOINT` (→ `segment.*`),",
         "`SEGMENT_WEBHOOK_SHARED_SECRET` and `SGBRIDGE_INBOUND_WRITE_KEYS` (→ `segment_inbound.*`) and",
-        "`SGBRIDGE_DATABASE_URL`, and `SENDGRID_API_KEY` (→ `actions.<name>.settings.sendGridApiKey` of",
-        "SendGrid destinations that set none). Unknown keys are errors. The actions, their fields and",
-        "defaults are in [actions.md](actions.md).",
+        "`SGBRIDGE_DATABASE_URL`, and `SENDGRID_API_KEY` (→ `sources.default.api_key`, and",
+        "`actions.<name>.settings.sendGridApiKey` of SendGrid destinations that set none) and",
+        "`SENDGRID_API_ENDPOINT` (→ `sources.default.api_endpoint`). Unknown keys are errors. The actions,",
+        "their fields and defaults are in [actions.md](actions.md).",
         "",
     ]
     for prefix, model, title in _SECTIONS:

@@ -24,12 +24,21 @@ def test_action_reference_is_up_to_date() -> None:
     assert committed == render_actions(), "run: sgbridge actions reference > docs/actions-reference.md"
 
 
+def test_sync_collections_in_settings_are_the_syncs_own() -> None:
+    from sgbridge.settings import SYNC_COLLECTIONS
+    from sgbridge.sync.collections import COLLECTIONS
+
+    assert list(SYNC_COLLECTIONS) == list(COLLECTIONS)
+    warehouse_doc = (ROOT / "docs" / "warehouse.md").read_text()
+    assert all(f"`{name}`" in warehouse_doc or name in warehouse_doc for name in COLLECTIONS)
+
+
 def test_every_readme_command_exists() -> None:
     runner = CliRunner()
     for command in (["serve"], ["demo"], ["status"], ["dead-letters", "list"], ["dead-letters", "replay"],
                     ["emulate", "segment"], ["emulate", "sendgrid-webhook"],
                     ["emulate", "sendgrid"], ["actions", "test"], ["actions", "list"], ["events", "show"],
-                    ["config-reference"]):
+                    ["sync"], ["sync-history"], ["check"], ["config-reference"]):
         result = runner.invoke(main, [*command, "--help"])
         assert result.exit_code == 0, (command, result.output)
         assert "sgbridge " + " ".join(command) in (ROOT / "README.md").read_text() or command == ["config-reference"]

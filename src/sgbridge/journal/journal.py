@@ -36,9 +36,9 @@ def _stored(row: Sequence[Any]) -> StoredEvent:
 
 
 # Bumped when a table changes shape; written into meta by the schema files.
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 # Versions this code upgrades in place: the schema files add what is missing (IF NOT EXISTS).
-UPGRADABLE = ("2",)
+UPGRADABLE = ("2", "3")
 
 
 class Journal:

@@ -10,27 +10,34 @@ appended twice, and never skipped.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import dlt
+import pyarrow as pa
+import pyarrow.compute as pc
 from dlt.common.destination import Destination
 from dlt.common.destination.exceptions import DestinationUndefinedEntity
 from dlt.common.exceptions import TerminalException
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from sgbridge.model import StoredEvent
+from sgbridge.warehouse.keeper import DuckDBKeeper
 from sgbridge.warehouse.tables import ACTIVITY, tables_for
 
 log = logging.getLogger(__name__)
+CHUNK_EVENTS = 100_000  # events turned into Arrow tables at once (about 100 MB of them)
 
-# dlt adds its load id and row id to Arrow tables only when asked (Python rows always get them).
+# dlt adds its load id to Arrow tables only when asked. Not its row id (``_dlt_id``): append-only
+# tables have no use for it (``_sgbridge_seq`` identifies a row), and adding it made dlt rewrite
+# every file in its normalize step, a third of the load time.
 os.environ.setdefault("NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID", "true")
-os.environ.setdefault("NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_ID", "true")
 os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")  # no network at run time
 
 
@@ -40,6 +47,7 @@ class DatasetLoader:
 
     pipeline: Any
     lock: threading.Lock = field(default_factory=threading.Lock)
+    keeper: DuckDBKeeper | None = None
     indexed: bool = False
 
     def _finish_pending(self) -> None:
@@ -76,35 +84,53 @@ class DatasetLoader:
         """Append the events not loaded yet; returns how many were loaded."""
         if not events:
             return 0
-        with self.lock:
+        with self.keeper or contextlib.nullcontext(), self.lock:
             self._finish_pending()
             done = self._loaded_seqs(min(e.seq for e in events), max(e.seq for e in events))
-            fresh = [e for e in events if e.seq not in done]
+            fresh = sum(1 for e in events if e.seq not in done)
             if not fresh:
                 return 0
-            resources = [dlt.resource(table, name=name, write_disposition="append")
-                         for name, table in tables_for(fresh).items()]
+            rows = dlt.resource(_chunked_tables(events, done), name=ACTIVITY, write_disposition="append")
             try:
-                self.pipeline.run(resources)
+                self.pipeline.run(rows)
             except PipelineStepFailed as exc:
                 if isinstance(exc.exception, TerminalException):
                     # This package can never load (a bug, or data dlt refuses): drop it so later loads are
                     # not stuck behind it. Its events stay in the journal and are tried again.
                     log.error("%s: load failed for good, package dropped: %s", self.pipeline.pipeline_name,
                               exc.exception)
-                    self.pipeline.drop_pending_packages()
+                    self.pipeline.abort_packages()
                 raise
             if self.pipeline.has_pending_data:  # run() did not load everything: the window is retried
                 raise RuntimeError(f"{self.pipeline.pipeline_name}: the load did not complete")
             self._index()
-            return len(fresh)
+            return fresh
+
+
+def _chunked_tables(events: list[StoredEvent], done: set[int]) -> Iterator[Any]:
+    """The window's rows, built a chunk at a time, each table marked with its name.
+
+    One load for the whole window (dlt's fixed cost, and DuckDB writes a large append straight to
+    the file instead of through its write-ahead log), but Arrow tables for only a chunk at a time
+    in memory.
+    """
+    loaded = pa.array(sorted(done), pa.int64()) if done else None
+    for start in range(0, len(events), CHUNK_EVENTS):
+        for name, table in tables_for(events[start:start + CHUNK_EVENTS]).items():
+            if loaded is not None:  # rows of events already in the warehouse (a window loaded again)
+                table = table.filter(pc.invert(pc.is_in(table["_sgbridge_seq"], value_set=loaded)))
+            if table.num_rows:
+                yield dlt.mark.with_table_name(table, name)
 
 
 class Warehouse:
     """Datasets by name, each with its pipeline, for one dlt destination."""
 
-    def __init__(self, destination: Destination[Any, Any], pipelines_dir: Path, pipeline_prefix: str = "sgbridge"):
+    def __init__(self, destination: Destination[Any, Any], pipelines_dir: Path, pipeline_prefix: str = "sgbridge",
+                 load_lock: threading.Lock | None = None, keeper: DuckDBKeeper | None = None):
         self.destination = destination
+        self.load_lock = load_lock or threading.Lock()  # shared with the object sync of the same warehouse
+        self.keeper = keeper
         self.pipelines_dir = pipelines_dir
         self.prefix = pipeline_prefix
         self._loaders: dict[str, DatasetLoader] = {}
@@ -113,5 +139,5 @@ class Warehouse:
         if dataset not in self._loaders:
             pipeline = dlt.pipeline(pipeline_name=f"{self.prefix}_{dataset}", destination=self.destination,
                                     dataset_name=dataset, pipelines_dir=str(self.pipelines_dir))
-            self._loaders[dataset] = DatasetLoader(pipeline)
+            self._loaders[dataset] = DatasetLoader(pipeline, self.load_lock, self.keeper)
         return self._loaders[dataset]

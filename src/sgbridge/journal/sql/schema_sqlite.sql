@@ -2,7 +2,7 @@
 -- The event log is append-only, and delivery keeps a cursor per destination and materialises only
 -- the exceptions (drops, rejections, replays) as rows, so the hot path writes one row per event.
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-INSERT INTO meta (key, value) VALUES ('schema_version', '3') ON CONFLICT DO NOTHING;
+INSERT INTO meta (key, value) VALUES ('schema_version', '4') ON CONFLICT DO NOTHING;
 
 CREATE TABLE IF NOT EXISTS requests (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -85,3 +85,22 @@ CREATE TABLE IF NOT EXISTS mail_sends (
     updated_at REAL NOT NULL,
     PRIMARY KEY (destination, message_key)
 );
+
+-- Object syncs (SendGrid objects → warehouse): one row per run, its per-collection results as JSON.
+-- A scheduled run has the slot it belongs to, and the unique index lets one process of many take a
+-- slot (schema version 4).
+CREATE TABLE IF NOT EXISTS sync_runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    source TEXT NOT NULL,
+    trigger TEXT NOT NULL,  -- schedule, manual
+    slot INTEGER,  -- schedule: floor(start / interval), NULL for manual runs
+    owner TEXT NOT NULL,
+    status TEXT NOT NULL,  -- running, ok, partial, failed, interrupted
+    started_at REAL NOT NULL,
+    heartbeat_at REAL NOT NULL,
+    finished_at REAL,
+    collections TEXT NOT NULL,
+    error TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS sync_runs_slot ON sync_runs (source, slot);
+CREATE INDEX IF NOT EXISTS sync_runs_started ON sync_runs (source, started_at);

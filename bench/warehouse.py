@@ -1,0 +1,144 @@
+"""Warehouse benchmarks: SendGrid events into DuckDB, and the object sync of a large account.
+
+    .venv/bin/python bench/warehouse.py load [--events 1000000] [--batch 200000] [--runs 3]
+    .venv/bin/python bench/warehouse.py sync [--contacts 1000000] [--runs 3]
+
+``load``: events are generated up front (EventFactory, distinct), then loaded in batches of
+``--batch`` (the ``warehouse.flush_events`` default) into a fresh DuckDB file through the loader
+``serve`` uses, configured as ``serve`` configures it; the time covers building rows and Arrow
+tables, dlt's extract/normalize/load and the exactly-once check.
+
+``sync``: ``sgbridge emulate sendgrid --seed-contacts N`` runs as its own process, and
+``sgbridge sync -c recipients`` as another (a fresh journal and DuckDB file each run); the time is
+the sync command's, and the peak RSS is the sync process's own (the emulator's is not counted).
+
+Each run prints a JSON line; the last line is the summary of medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import orjson
+
+from sgbridge.emulators.event_factory import EventFactory
+from sgbridge.model import StoredEvent
+from sgbridge.settings import WarehouseSettings
+
+WAREHOUSE_DEFAULTS = WarehouseSettings()
+
+
+def load(args: argparse.Namespace) -> list[dict[str, float]]:
+    from sgbridge.warehouse.keeper import DuckDBKeeper
+    from sgbridge.warehouse.loader import Warehouse
+    from sgbridge.warehouse.location import dlt_destination
+
+    factory = EventFactory(7)
+    now = time.time()
+    events = [StoredEvent(i + 1, "default", e["event"], now, b"k", orjson.dumps(e))
+              for i, e in enumerate(factory.batch(args.events))]
+    results = []
+    for run in range(args.runs):
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            # configured as `serve` configures it (DuckDB memory limit, the file kept open between loads)
+            config = WarehouseSettings(credentials=str(folder / "w.duckdb"), duckdb_memory_limit=args.memory_limit)
+            keeper = DuckDBKeeper(str(folder / "w.duckdb"))
+            loader = Warehouse(dlt_destination(config, folder), folder / "dlt", keeper=keeper).loader("sendgrid")
+            started = time.perf_counter()
+            with ThreadPoolExecutor(args.in_flight) as pool:
+                loads = [pool.submit(loader.load, events[start:start + args.batch])
+                         for start in range(0, len(events), args.batch)]
+                loaded = sum(f.result() for f in loads)
+            seconds = time.perf_counter() - started
+            keeper.close()
+            assert loaded == len(events), loaded
+            size = (folder / "w.duckdb").stat().st_size
+        result = {"run": run, "events": args.events, "batch": args.batch, "in_flight": args.in_flight,
+                  "seconds": round(seconds, 2),
+                  "events_per_s": round(args.events / seconds), "duckdb_mb": round(size / 1e6, 1)}
+        print(json.dumps(result), flush=True)
+        results.append(result)
+    return results
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def sync(args: argparse.Namespace) -> list[dict[str, float]]:
+    port = _free_port()
+    emulator = subprocess.Popen([sys.executable, "-m", "sgbridge", "emulate", "sendgrid", "--port", str(port),
+                                 "--seed-contacts", str(args.contacts), "--job-delay", "0.5"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:  # seeding a million contacts takes the emulator a while
+            try:
+                if httpx.get(f"{url}/_emulator/stats", timeout=2).status_code < 500:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or emulator.poll() is not None:
+                raise RuntimeError("the SendGrid emulator did not start")
+            time.sleep(0.5)
+        results = []
+        for run in range(args.runs):
+            with tempfile.TemporaryDirectory() as tmp:
+                env = {**os.environ, "SENDGRID_API_KEY": "SG.bench", "SENDGRID_API_ENDPOINT": url,
+                       "SGBRIDGE_DATABASE_URL": f"sqlite:///{tmp}/journal.db",
+                       "SGBRIDGE_WAREHOUSE__CREDENTIALS": f"{tmp}/w.duckdb",
+                       "SGBRIDGE_WAREHOUSE__PIPELINES_DIR": f"{tmp}/dlt",
+                       "SGBRIDGE_SYNC__EXPORT_POLL_SECONDS": "0.2"}
+                started = time.perf_counter()
+                child = subprocess.Popen([sys.executable, "-m", "sgbridge", "sync", "-c", "recipients", "--json"],
+                                         env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                assert child.stdout is not None
+                out = child.stdout.read()
+                _, _, usage = os.wait4(child.pid, 0)  # the sync process's own peak RSS
+                seconds = time.perf_counter() - started
+            report = orjson.loads(out)
+            rows = report["collections"][0]["rows"]
+            peak = usage.ru_maxrss / 1024
+            result = {"run": run, "contacts": rows, "seconds": round(seconds, 1),
+                      "contacts_per_s": round(rows / seconds), "peak_rss_mb": round(peak)}
+            print(json.dumps(result), flush=True)
+            results.append(result)
+        return results
+    finally:
+        emulator.terminate()
+        emulator.wait(30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", choices=["load", "sync"])
+    parser.add_argument("--contacts", type=int, default=1_000_000)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--batch", type=int, default=WAREHOUSE_DEFAULTS.flush_events)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--memory-limit", default=WAREHOUSE_DEFAULTS.duckdb_memory_limit,
+                        help="DuckDB memory limit (warehouse.duckdb_memory_limit)")
+    parser.add_argument("--in-flight", type=int, default=1, help="batches loading at once (serve: 1)")
+    args = parser.parse_args()
+    results = load(args) if args.mode == "load" else sync(args)
+    keys = [k for k in results[0] if k != "run"]
+    print(json.dumps({"summary": args.mode, **{k: statistics.median(r[k] for r in results) for k in keys}}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+"""What every ``sgbridge`` command shares: the --config option, settings, the journal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from sgbridge.settings import ConfigError, Settings, load_settings
+
+config_option = click.option("--config", "config", type=click.Path(dir_okay=False), default=None,
+                             help="TOML config file (or SGBRIDGE_CONFIG).")
+
+
+def settings_from(config: str | None) -> Settings:
+    try:
+        return load_settings(config)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def open_journal(config: str | None) -> Any:
+    from sgbridge.journal import Journal
+
+    return Journal(settings_from(config).database_url)

@@ -1,0 +1,70 @@
+"""Where warehouse data goes: the dlt destination, its working folder, and a name for logs.
+
+Shared by the event loader and the object sync so both write through identically configured
+destinations (DuckDB refuses a second connection to one file with a different configuration).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import dlt
+
+from sgbridge.settings import Settings, WarehouseSettings
+from sgbridge.warehouse.keeper import DuckDBKeeper, duckdb_keeper
+
+_LOAD_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def default_location(settings: Settings) -> Path:
+    """Beside the SQLite journal (or in the working directory for a PostgreSQL journal)."""
+    url = settings.database_url
+    if url.startswith("sqlite:///"):
+        return Path(url.removeprefix("sqlite:///")).resolve().parent
+    return Path.cwd()
+
+
+def duckdb_path(config: WarehouseSettings, home: Path) -> str:
+    return config.credentials.get_secret_value() if config.credentials else str(home / "sgbridge.duckdb")
+
+
+def dlt_destination(config: WarehouseSettings, home: Path) -> Any:
+    credentials = config.credentials.get_secret_value() if config.credentials else None
+    if config.destination == "duckdb":
+        from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
+
+        duck = DuckDbCredentials(duckdb_path(config, home))
+        # DuckDB takes up to 80% of RAM by default; merging 1,000,000 contacts then peaks near 1 GB.
+        # With a limit it spills to disk instead, a little slower.
+        duck.global_config = {"memory_limit": config.duckdb_memory_limit}
+        return dlt.destinations.duckdb(duck)
+    if credentials is not None:
+        return dlt.destination(config.destination, credentials=credentials)
+    return dlt.destination(config.destination)  # credentials from dlt's own configuration
+
+
+def keeper_for(config: WarehouseSettings, home: Path) -> DuckDBKeeper | None:
+    """DuckDB: what keeps the file open between consecutive loads (see keeper.py); None otherwise."""
+    return duckdb_keeper(duckdb_path(config, home)) if config.destination == "duckdb" else None
+
+
+def describe(config: WarehouseSettings, home: Path) -> str:
+    """Where the data goes, for logs and the attempt log (never the credentials)."""
+    if config.destination == "duckdb":
+        return f"duckdb:{duckdb_path(config, home)}"
+    return config.destination
+
+
+def pipelines_dir(settings: Settings) -> Path:
+    config = settings.warehouse
+    return Path(config.pipelines_dir) if config.pipelines_dir else default_location(settings) / "sgbridge-dlt"
+
+
+def load_lock(where: str) -> threading.Lock:
+    """One lock per warehouse in this process: the event loads and the object sync take turns
+    writing (their extract steps, the slow part of a sync, still run side by side)."""
+    with _LOCKS_GUARD:
+        return _LOAD_LOCKS.setdefault(where, threading.Lock())
