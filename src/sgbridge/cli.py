@@ -33,6 +33,9 @@ def serve(config: str | None, host: str | None, port: int | None) -> None:
 
     settings = _settings(config)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # httpx logs every request's URL at INFO: one line per delivery, and the contacts export's
+    # pre-signed download links, which grant access to the account's contacts until they expire.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         app = build_app(settings)
     except ConfigError as exc:

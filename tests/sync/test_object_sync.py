@@ -256,3 +256,22 @@ def test_a_dead_runs_slot_is_taken_over_once_it_is_stale(account: Account, sync_
     history = runs.history("default")
     assert [(r.status, r.slot) for r in history] == [("ok", 7), ("interrupted", None)]
     assert "killed" in (history[1].error or "")
+
+
+def test_a_collection_that_keeps_failing_costs_only_itself(account: Account, sync_settings: SettingsFactory,
+                                                          journal_for: JournalFor, tmp_path: Path) -> None:
+    settings = sync_settings(account, SGBRIDGE_SYNC__COLLECTIONS="lists,segments,bounces",
+                             SGBRIDGE_SYNC__MAX_ATTEMPTS="3")
+    httpx.post(f"{account.url}/_emulator/faults",
+               json={"status": 503, "count": 100, "path": "/v3/marketing/segments"}).raise_for_status()
+    journal = journal_for(settings)
+    report = _sync(settings, journal)
+    assert _statuses(report) == {"lists": "synced", "segments": "failed", "bounces": "synced"}
+    assert report.status == "partial"
+    error = next(c.error for c in report.collections if c.name == "segments")
+    assert "HTTP 503" in error and "gave up after 3 attempts" in error
+    assert len(account.requests("/v3/marketing/segments/2.0")) == 3
+    warehouse = tmp_path / "sgbridge.duckdb"
+    assert _table_counts(warehouse, ["lists", "bounces"]) == {
+        "lists": len(account.state.lists), "bounces": len(account.state.bounces)}
+    assert SyncRuns(journal).history("default")[0].collections[1]["error"] == error

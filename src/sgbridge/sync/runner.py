@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,29 +93,28 @@ class SyncReport:
 Observer = Callable[[CollectionResult], None]
 
 
-def _cause(exc: BaseException) -> BaseException:
-    """The error a reader raised, from under dlt's wrapping (PipelineStepFailed → extraction error → ...)."""
-    seen = 0
-    current: BaseException | None = exc
-    while current is not None and seen < 10:
-        if isinstance(current, InvalidCredentials | AccessDenied | Cancelled):
-            return current
-        inner = getattr(current, "exception", None)
-        current = inner if isinstance(inner, BaseException) else (current.__cause__ or current.__context__)
-        seen += 1
-    return exc
-
-
-def _is_file_lock(exc: BaseException) -> bool:
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """The error and those under it: dlt wraps what a reader or a database raised
+    (PipelineStepFailed → extraction or load error → ...)."""
     current: BaseException | None = exc
     for _ in range(10):
         if current is None:
-            return False
-        if "Could not set lock on file" in str(current):
-            return True
+            return
+        yield current
         inner = getattr(current, "exception", None)
         current = inner if isinstance(inner, BaseException) else (current.__cause__ or current.__context__)
-    return False
+
+
+def _cause(exc: BaseException) -> BaseException:
+    """The error a user acts on: a known one if dlt wrapped one, else the innermost (dlt's outer
+    messages are pages of advice around it)."""
+    chain = list(_chain(exc))
+    known = (InvalidCredentials, AccessDenied, Cancelled)
+    return next((e for e in chain if isinstance(e, known)), chain[-1])
+
+
+def _is_file_lock(exc: BaseException) -> bool:
+    return any("Could not set lock on file" in str(e) for e in _chain(exc))
 
 
 class ObjectSync:

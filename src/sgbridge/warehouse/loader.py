@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,11 +33,6 @@ from sgbridge.warehouse.tables import ACTIVITY, tables_for
 log = logging.getLogger(__name__)
 CHUNK_EVENTS = 100_000  # events turned into Arrow tables at once (about 100 MB of them)
 
-# dlt adds its load id to Arrow tables only when asked. Not its row id (``_dlt_id``): append-only
-# tables have no use for it (``_sgbridge_seq`` identifies a row), and adding it made dlt rewrite
-# every file in its normalize step, a third of the load time.
-os.environ.setdefault("NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID", "true")
-os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")  # no network at run time
 
 
 @dataclass
