@@ -22,3 +22,19 @@ def live_segment() -> Iterator[tuple[Starlette, str]]:
     app = create_segment_emulator()
     with serve_in_thread(app) as url:
         yield app, url
+
+
+class Clock:
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()

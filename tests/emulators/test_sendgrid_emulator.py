@@ -11,6 +11,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 from starlette.applications import Starlette
+from tests.emulators.conftest import Clock
 
 from sgbridge.cli import main
 from sgbridge.emulators.sendgrid import create_sendgrid_emulator
@@ -20,22 +21,6 @@ pytestmark = pytest.mark.anyio
 
 KEY = "SG.full-access-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
-
-
-class Clock:
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import httpx
 import orjson
 import pytest
 from starlette.applications import Starlette
+from tests.emulators.conftest import Clock
 
 from sgbridge.emulators.sendgrid import create_sendgrid_emulator
 from sgbridge.emulators.serving import serve_in_thread
@@ -31,22 +32,6 @@ RESERVED_HEADER = [
     "POSTAL_CODE", "COUNTRY", "ALTERNATE_EMAILS", "PHONE_NUMBER", "WHATSAPP", "LINE", "FACEBOOK", "UNIQUE_NAME",
 ]
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
-
-
-class Clock:
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 def seeded_app(clock: Clock, contacts: int = 300, **options: Any) -> Starlette:

@@ -16,14 +16,7 @@ from sgbridge.model import OutcomeRecord, StoredEvent
 from sgbridge.outcomes import Delivered, Outcome, Retry
 from sgbridge.settings import Settings
 from sgbridge.warehouse.loader import Warehouse
-from sgbridge.warehouse.location import (
-    default_location,
-    describe,
-    dlt_destination,
-    keeper_for,
-    load_lock,
-    pipelines_dir,
-)
+from sgbridge.warehouse.location import target
 
 NAME = "warehouse"
 
@@ -38,10 +31,9 @@ class WarehouseDestination:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        home = default_location(settings)
-        self.url = describe(settings.warehouse, home)
-        self.warehouse = Warehouse(dlt_destination(settings.warehouse, home), pipelines_dir(settings),
-                                   load_lock=load_lock(self.url), keeper=keeper_for(settings.warehouse, home))
+        where = target(settings)
+        self.url = where.where
+        self.warehouse = Warehouse(where.destination, where.pipelines_dir, load_lock=where.lock, keeper=where.keeper)
         self._loading: set[asyncio.Future[Any]] = set()
 
     def consumes(self, source: str) -> bool:

@@ -30,14 +30,7 @@ import pyarrow as pa
 from sgbridge.settings import Settings
 from sgbridge.sync.api import AccessDenied, Cancelled, InvalidCredentials, SyncApi
 from sgbridge.sync.collections import COLLECTIONS, RUN_COLUMN, Collection, Context, Pages
-from sgbridge.warehouse.location import (
-    default_location,
-    describe,
-    dlt_destination,
-    keeper_for,
-    load_lock,
-    pipelines_dir,
-)
+from sgbridge.warehouse.location import target
 
 log = logging.getLogger(__name__)
 
@@ -136,13 +129,11 @@ class ObjectSync:
         self.api = api or SyncApi(config.api_key.get_secret_value() if config.api_key else "", config.api_base_url(),
                                   timeout_seconds=sync.request_timeout_seconds, max_attempts=sync.max_attempts,
                                   cancel=self.cancel)
-        home = default_location(settings)
-        self.where = describe(settings.warehouse, home)
-        self.pipeline = dlt.pipeline(pipeline_name=f"sgbridge_{self.dataset}_objects",
-                                     destination=dlt_destination(settings.warehouse, home),
-                                     dataset_name=self.dataset, pipelines_dir=str(pipelines_dir(settings)))
-        self.lock = load_lock(self.where)
-        self.keeper = keeper_for(settings.warehouse, home)
+        where = target(settings)
+        self.pipeline = dlt.pipeline(pipeline_name=f"sgbridge_{self.dataset}_objects", destination=where.destination,
+                                     dataset_name=self.dataset, pipelines_dir=str(where.pipelines_dir))
+        self.lock = where.lock
+        self.keeper = where.keeper
 
     def close(self) -> None:
         self.api.close()

@@ -7,6 +7,7 @@ destinations (DuckDB refuses a second connection to one file with a different co
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -68,3 +69,21 @@ def load_lock(where: str) -> threading.Lock:
     writing (their extract steps, the slow part of a sync, still run side by side)."""
     with _LOCKS_GUARD:
         return _LOAD_LOCKS.setdefault(where, threading.Lock())
+
+
+@dataclass(frozen=True)
+class Target:
+    """Everything a loader of this process needs to write to the configured warehouse."""
+
+    destination: Any  # the dlt destination
+    where: str  # for logs and the attempt log, without credentials
+    pipelines_dir: Path
+    lock: threading.Lock  # writes of the event loads and the object sync take turns
+    keeper: DuckDBKeeper | None
+
+
+def target(settings: Settings) -> Target:
+    home = default_location(settings)
+    where = describe(settings.warehouse, home)
+    return Target(dlt_destination(settings.warehouse, home), where, pipelines_dir(settings), load_lock(where),
+                  keeper_for(settings.warehouse, home))
