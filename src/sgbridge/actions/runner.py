@@ -19,9 +19,10 @@ from sgbridge.actions.catalog import GLOBAL_ENDPOINT, ActionSpec, find_action
 from sgbridge.actions.executor import Context, MailGuard, PhaseRunner, execute
 from sgbridge.actions.operations import Invalid, Operation, PlannedEvent, Skip
 from sgbridge.actions.payload import build_payload, effective_mapping
-from sgbridge.actions.results import EventResult
+from sgbridge.actions.results import REJECTED, RETRY, EventResult
 from sgbridge.actions.schema import PayloadInvalid
-from sgbridge.actions.sendgrid.api import RequestHook, SendGridApi
+from sgbridge.actions.sendgrid.api import Rejection, RequestHook, SendGridApi, Transient
+from sgbridge.actions.sendgrid.audience_lists import AudienceLists, needs_list, with_list_placeholder
 from sgbridge.actions.sendgrid.mail import run_mail
 from sgbridge.actions.sendgrid.plans import PLANNERS
 from sgbridge.actions.sendgrid.removals import run_list_removals
@@ -100,6 +101,7 @@ class ActionRunner:
         self.api = SendGridApi(client, api_key, str(base), max_concurrency=max_concurrency, on_request=on_request)
         self.context = Context(self.api, client, mail_guard or MailGuard(), job_poll_seconds=job_poll_seconds,
                                job_timeout_seconds=job_timeout_seconds, webhook_on_request=on_request)
+        self.audience_lists = AudienceLists(self.api)
 
     def plan(self, ref: int, event: dict[str, Any], *, ignore_triggers: bool = False) -> PlannedEvent:
         """Every matching subscription's operations for one event (none: the event is not for us)."""
@@ -123,6 +125,8 @@ class ActionRunner:
         return planned
 
     def _operations(self, sub: Subscribed, event: dict[str, Any]) -> list[Operation]:
+        if sub.action.destination == "sendgrid-audiences":
+            event = with_list_placeholder(event, self.settings)
         payload = build_payload(sub.action, sub.compiled, event)
         if sub.action.destination == "webhook":
             return plan_send(payload, self.settings)
@@ -132,6 +136,15 @@ class ActionRunner:
                   batch_requests: bool = True) -> list[EventResult]:
         self.context.replay = replay
         self.context.batch_requests = batch_requests
+        try:
+            await self.audience_lists.resolve(planned)
+        except (Transient, Rejection) as exc:  # the events that needed a list wait or fail; the others run
+            waiting = {e.ref for e in planned if needs_list(e)}
+            ran = await execute([e for e in planned if e.ref not in waiting], self.context, RUNNERS)
+            kind, after = (RETRY, exc.after) if isinstance(exc, Transient) else (REJECTED, None)
+            failed = {ref: EventResult(ref, kind, exc.reason, exc.status, after=after) for ref in waiting}
+            by_ref = {r.ref: r for r in ran}
+            return [failed.get(e.ref) or by_ref[e.ref] for e in planned]
         return await execute(planned, self.context, RUNNERS)
 
 

@@ -1,0 +1,75 @@
+"""Sync Audience without Segment's createAudience: sgbridge finds or creates the audience's list."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.actions.harness import SENDGRID_HOST, WRITE_KEY, actions_bridge
+
+pytestmark = pytest.mark.anyio
+
+
+def _config(path: Path, settings: str) -> str:
+    path.write_text(f"""
+[segment_inbound]
+write_keys = ["{WRITE_KEY}"]
+
+[actions.audiences]
+destination = "sendgrid-audiences"
+endpoint = "http://{SENDGRID_HOST}"
+job_poll_seconds = 0.02
+settings = {{ sendGridApiKey = "SG.test-key"{settings} }}
+
+[[actions.audiences.subscriptions]]
+action = "syncAudience"
+""")
+    return str(path)
+
+
+def _audience(n: int, email: str, key: str, member: bool) -> dict[str, Any]:
+    """An identify as Engage sends it, without the list id only Segment's createAudience would add."""
+    return {"type": "identify", "userId": f"u-{email}", "messageId": f"aud-{n}",
+            "traits": {"email": email, key: member},
+            "context": {"personas": {"computation_class": "audience", "computation_key": key}}}
+
+
+async def _lists(h: Any) -> dict[str, dict[str, Any]]:
+    return {item["name"]: item for item in (await h.emulator("lists"))["lists"]}
+
+
+async def test_lists_are_created_once_and_follow_membership(tmp_path: Path, sqlite_url: str,
+                                                            monkeypatch: Any) -> None:
+    config = _config(tmp_path / "c.toml", ", createAudienceLists = true")
+    async with actions_bridge(config, sqlite_url, monkeypatch) as h:
+        existing = await h.sendgrid.post("/v3/marketing/lists", json={"name": "vip"},
+                                         headers={"Authorization": "Bearer SG.test-key"})
+        await h.send(_audience(1, "ann@example.com", "churn_risk", True),
+                     _audience(2, "bob@example.com", "churn_risk", True),
+                     _audience(3, "cy@example.com", "vip", True))
+        await h.settled(3, "audiences")
+        await h.send(_audience(4, "bob@example.com", "churn_risk", False))
+        await h.settled(4, "audiences")
+        await h.sendgrid.post("/_emulator/jobs/run")
+        lists = await _lists(h)
+        contacts = {c["id"]: c["email"] for c in (await h.emulator("contacts"))["contacts"]}
+        creates = [r for r in (await h.emulator("requests?method=POST&path=/v3/marketing/lists"))["requests"]]
+    assert set(lists) == {"churn_risk", "vip"}
+    assert lists["vip"]["id"] == existing.json()["id"]  # found by name, not created again
+    assert {contacts[c] for c in lists["churn_risk"]["contact_ids"]} == {"ann@example.com"}
+    assert {contacts[c] for c in lists["vip"]["contact_ids"]} == {"cy@example.com"}
+    assert len(creates) == 2  # the test's own "vip", and "churn_risk" once for three events
+
+
+async def test_without_the_setting_events_are_refused_as_segment_does(tmp_path: Path, sqlite_url: str,
+                                                                      monkeypatch: Any) -> None:
+    config = _config(tmp_path / "c.toml", "")
+    async with actions_bridge(config, sqlite_url, monkeypatch) as h:
+        await h.send(_audience(1, "ann@example.com", "churn_risk", True))
+        await h.settled(1, "audiences")
+        lists = await _lists(h)
+        dead = h.app.state.bridge.journal.dead_letters("audiences", 10)
+    assert lists == {}
+    assert "external_audience_id" in dead[0]["reason"]
