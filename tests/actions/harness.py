@@ -60,16 +60,18 @@ class ActionsHarness:
                 await anyio.sleep(0.02)
 
 
-def write_config(path: Path, subscriptions: str, extra: str = "") -> str:
+def write_config(path: Path, subscriptions: str, extra: str = "", *, name: str = "sendgrid",
+                 destination: str = "sendgrid", settings: str = "") -> str:
+    """A config with one action destination ``name``; ``settings``: more of its settings (TOML)."""
     path.write_text(f"""
 [segment_inbound]
 write_keys = ["{WRITE_KEY}"]
 
-[actions.sendgrid]
-destination = "sendgrid"
+[actions.{name}]
+destination = "{destination}"
 endpoint = "http://{SENDGRID_HOST}"
 job_poll_seconds = 0.02
-settings = {{ sendGridApiKey = "SG.test-key" }}
+settings = {{ sendGridApiKey = "SG.test-key"{settings} }}
 {extra}
 {subscriptions}
 """)

@@ -7,26 +7,14 @@ from typing import Any
 
 import pytest
 
-from tests.actions.harness import SENDGRID_HOST, WRITE_KEY, actions_bridge
+from tests.actions.harness import actions_bridge, write_config
 
 pytestmark = pytest.mark.anyio
 
 
 def _config(path: Path, settings: str) -> str:
-    path.write_text(f"""
-[segment_inbound]
-write_keys = ["{WRITE_KEY}"]
-
-[actions.audiences]
-destination = "sendgrid-audiences"
-endpoint = "http://{SENDGRID_HOST}"
-job_poll_seconds = 0.02
-settings = {{ sendGridApiKey = "SG.test-key"{settings} }}
-
-[[actions.audiences.subscriptions]]
-action = "syncAudience"
-""")
-    return str(path)
+    return write_config(path, '[[actions.audiences.subscriptions]]\naction = "syncAudience"', name="audiences",
+                        destination="sendgrid-audiences", settings=settings)
 
 
 def _audience(n: int, email: str, key: str, member: bool) -> dict[str, Any]:
