@@ -47,9 +47,13 @@ def run_recorded(settings: Settings, journal: Journal, source: str, *, slot: int
     lock = threading.Lock()
     last_beat = 0.0
 
+    done = threading.Event()
+
     def beat(force: bool = False) -> None:
         nonlocal last_beat
         with lock:
+            if done.is_set():  # the run's final record is written: a late beat must not overwrite it
+                return
             now = time.monotonic()
             if force or now - last_beat >= BEAT_SECONDS:
                 last_beat = now
@@ -66,9 +70,12 @@ def run_recorded(settings: Settings, journal: Journal, source: str, *, slot: int
         if observer is not None:
             observer(result)
 
+    def stop_beating() -> None:
+        with lock:
+            done.set()
+
     # Beats also while one step runs long (a large merge, a wait for the warehouse file), so other
     # processes never take a live run for a dead one.
-    done = threading.Event()
     pulse = threading.Thread(target=_pulse, args=(done, stale_after / 4, beat), daemon=True)
     pulse.start()
     try:
@@ -78,10 +85,10 @@ def run_recorded(settings: Settings, journal: Journal, source: str, *, slot: int
         finally:
             sync.close()
     except BaseException as exc:
-        done.set()
+        stop_beating()
         runs.finish(run_id, "failed", [r.as_json() for r in results.values()], f"{type(exc).__name__}: {exc}")
         raise
-    done.set()
+    stop_beating()
     runs.finish(run_id, report.status, [c.as_json() for c in report.collections], report.error)
     log.info("sync %s: %s (%s)", source, report.status,
              ", ".join(f"{c.name} {c.rows}" for c in report.collections))
