@@ -19,7 +19,8 @@ def settings_from(config: str | None) -> Settings:
         raise click.ClickException(str(exc)) from None
 
 
-def open_journal(config: str | None) -> Any:
+def open_journal(config: str | None, settings: Settings | None = None) -> Any:
+    """The journal of ``settings`` (already read), else of the config file and environment."""
     from sgbridge.journal import Journal
 
-    return Journal(settings_from(config).database_url)
+    return Journal((settings or settings_from(config)).database_url)

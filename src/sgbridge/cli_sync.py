@@ -68,7 +68,7 @@ def sync(config: str | None, source: str | None, collections: tuple[str, ...], f
     if not settings.warehouse.enabled:
         raise click.ClickException("the warehouse is disabled (warehouse.enabled = false)")
     names = list(collections) or list(settings.sync.collections)
-    journal = open_journal(config)
+    journal = open_journal(config, settings)
     failed = False
     try:
         for name in _sources(settings, source):
@@ -118,7 +118,7 @@ def sync_history(config: str | None, source: str | None, limit: int, as_json: bo
     from sgbridge.journal.sync_runs import SyncRuns
 
     settings = settings_from(config)
-    journal = open_journal(config)
+    journal = open_journal(config, settings)
     try:
         runs = SyncRuns(journal, settings.sync.stale_after_seconds).history(source, limit)
     finally:

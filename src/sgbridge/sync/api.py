@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import orjson
 
+from sgbridge.actions.sendgrid.api import api_errors
 from sgbridge.destinations.classify import RETRYABLE_STATUS, short_body, wait_hint
 
 HOSTS = {"us": "https://api.sendgrid.com", "eu": "https://api.eu.sendgrid.com"}
@@ -46,14 +47,8 @@ class Cancelled(Exception):
 
 
 def _errors_text(response: httpx.Response) -> str:
-    try:
-        data = orjson.loads(response.content)
-    except orjson.JSONDecodeError:
-        return short_body(response)
-    errors = data.get("errors") if isinstance(data, dict) else None
-    if isinstance(errors, list) and errors:
-        return "; ".join(str(e.get("message")) for e in errors if isinstance(e, dict)) or short_body(response)
-    return short_body(response)
+    """SendGrid's ``{"errors": [{"message"}]}``, or the start of the body."""
+    return "; ".join(str(e.get("message")) for e in api_errors(response)) or short_body(response)
 
 
 class SyncApi:

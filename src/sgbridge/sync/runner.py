@@ -30,6 +30,7 @@ import pyarrow as pa
 from sgbridge.settings import Settings
 from sgbridge.sync.api import AccessDenied, Cancelled, InvalidCredentials, SyncApi
 from sgbridge.sync.collections import COLLECTIONS, RUN_COLUMN, Collection, Context, Pages
+from sgbridge.warehouse.loader import finish_interrupted_load
 from sgbridge.warehouse.location import target
 
 log = logging.getLogger(__name__)
@@ -214,11 +215,8 @@ class ObjectSync:
             delay = min(delay * 2, 5.0)
 
     def _finish_pending(self) -> None:
-        if self.pipeline.has_pending_data:
-            log.warning("%s: finishing a sync load interrupted earlier", self.pipeline.pipeline_name)
-            with self.lock:
-                self.pipeline.normalize()
-                self.pipeline.load()
+        with self.keeper or contextlib.nullcontext(), self.lock:
+            finish_interrupted_load(self.pipeline)
 
     def _extract_and_load(self, collection: Collection, result: CollectionResult, run_id: str,
                           full_refresh: bool) -> None:

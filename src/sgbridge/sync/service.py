@@ -126,15 +126,15 @@ class SyncScheduler:
                 self._running = asyncio.ensure_future(asyncio.to_thread(
                     run_recorded, self.settings, self.journal, source, slot=slot, cancel=self.cancel))
                 try:
-                    report = await asyncio.shield(self._running)
+                    ran = await asyncio.shield(self._running) is not None
                 except asyncio.CancelledError:
                     raise
                 except Exception:
                     log.exception("sync of %s failed", source)
-                    report = True
-                if report is not None:
+                    ran = True  # recorded as failed; the next slot tries again
+                if ran:
                     self._done.add((source, slot))
-                # None: another process holds the slot. Asking again is one failed insert, and takes
+                # Not run: another process holds the slot. Asking again is one failed insert, and takes
                 # the slot over if that process dies mid-run.
             next_slot_at = (self.slot() + 1) * interval
             wait = min(60.0, self.settings.sync.stale_after_seconds, next_slot_at - time.time())

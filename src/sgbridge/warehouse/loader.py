@@ -35,6 +35,18 @@ CHUNK_EVENTS = 100_000  # events turned into Arrow tables at once (about 100 MB 
 
 
 
+def finish_interrupted_load(pipeline: Any) -> None:
+    """Complete a load package an earlier attempt left (dlt resumes its unfinished jobs).
+
+    Needed before every run: dlt's ``run()`` would load a pending package *instead of* new data,
+    and a package loaded after newer data would overwrite it.
+    """
+    if pipeline.has_pending_data:
+        log.warning("%s: finishing a load interrupted earlier", pipeline.pipeline_name)
+        pipeline.normalize()
+        pipeline.load()
+
+
 @dataclass
 class DatasetLoader:
     """The pipeline of one dataset; ``load`` is blocking (run it in a thread)."""
@@ -43,16 +55,6 @@ class DatasetLoader:
     lock: threading.Lock = field(default_factory=threading.Lock)
     keeper: DuckDBKeeper | None = None
     indexed: bool = False
-
-    def _finish_pending(self) -> None:
-        """Complete a load package an earlier attempt left (dlt resumes its unfinished jobs).
-
-        Needed before every run: dlt's ``run()`` would load a pending package *instead of* new data.
-        """
-        if self.pipeline.has_pending_data:
-            log.warning("%s: finishing a load interrupted earlier", self.pipeline.pipeline_name)
-            self.pipeline.normalize()
-            self.pipeline.load()
 
     def _loaded_seqs(self, low: int, high: int) -> set[int]:
         try:
@@ -79,7 +81,7 @@ class DatasetLoader:
         if not events:
             return 0
         with self.keeper or contextlib.nullcontext(), self.lock:
-            self._finish_pending()
+            finish_interrupted_load(self.pipeline)
             done = self._loaded_seqs(min(e.seq for e in events), max(e.seq for e in events))
             fresh = sum(1 for e in events if e.seq not in done)
             if not fresh:
