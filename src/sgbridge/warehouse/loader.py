@@ -106,9 +106,8 @@ class DatasetLoader:
 def _chunked_tables(events: list[StoredEvent], done: set[int]) -> Iterator[Any]:
     """The window's rows, built a chunk at a time, each table marked with its name.
 
-    One load for the whole window (dlt's fixed cost, and DuckDB writes a large append straight to
-    the file instead of through its write-ahead log), but Arrow tables for only a chunk at a time
-    in memory.
+    One load for the whole window (dlt's fixed cost per load is paid once), but Arrow tables for
+    only a chunk at a time in memory.
     """
     loaded = pa.array(sorted(done), pa.int64()) if done else None
     for start in range(0, len(events), CHUNK_EVENTS):
