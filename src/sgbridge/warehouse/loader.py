@@ -14,6 +14,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,11 @@ from sgbridge.warehouse.keeper import DuckDBKeeper
 from sgbridge.warehouse.tables import ACTIVITY, tables_for
 
 log = logging.getLogger(__name__)
-CHUNK_EVENTS = 100_000  # events turned into Arrow tables at once (about 100 MB of them)
-
+# Events turned into Arrow tables at once (about 120 MB of them). DuckDB writes an insert of at
+# least its row group size (122,880 rows) straight to the file, in parallel when there are several
+# (an insert of fewer rows goes through the WAL and is written again at the checkpoint): with
+# chunks of this size the files dlt writes hold whole row groups.
+CHUNK_EVENTS = 122_880
 
 
 def finish_interrupted_load(pipeline: Any) -> None:
@@ -86,36 +90,58 @@ class DatasetLoader:
             fresh = sum(1 for e in events if e.seq not in done)
             if not fresh:
                 return 0
-            rows = dlt.resource(_chunked_tables(events, done), name=ACTIVITY, write_disposition="append")
-            try:
-                self.pipeline.run(rows)
-            except PipelineStepFailed as exc:
-                if isinstance(exc.exception, TerminalException):
-                    # This package can never load (a bug, or data dlt refuses): drop it so later loads are
-                    # not stuck behind it. Its events stay in the journal and are tried again.
-                    log.error("%s: load failed for good, package dropped: %s", self.pipeline.pipeline_name,
-                              exc.exception)
-                    self.pipeline.abort_packages()
-                raise
-            if self.pipeline.has_pending_data:  # run() did not load everything: the window is retried
-                raise RuntimeError(f"{self.pipeline.pipeline_name}: the load did not complete")
+            self._run(_window_tables(events, done))
             self._index()
             return fresh
 
+    def _run(self, tables: Iterator[Any]) -> None:
+        """One dlt load (extract, normalize, load) of the window's tables."""
+        rows = dlt.resource(tables, name=ACTIVITY, write_disposition="append")
+        try:
+            self.pipeline.run(rows)
+        except PipelineStepFailed as exc:
+            if isinstance(exc.exception, TerminalException):
+                # This package can never load (a bug, or data dlt refuses): drop it so later loads are
+                # not stuck behind it. Its events stay in the journal and are tried again.
+                log.error("%s: load failed for good, package dropped: %s", self.pipeline.pipeline_name,
+                          exc.exception)
+                self.pipeline.abort_packages()
+            raise
+        if self.pipeline.has_pending_data:  # run() did not load everything: the window is retried
+            raise RuntimeError(f"{self.pipeline.pipeline_name}: the load did not complete")
 
-def _chunked_tables(events: list[StoredEvent], done: set[int]) -> Iterator[Any]:
+
+def _window_tables(events: list[StoredEvent], done: set[int]) -> Iterator[Any]:
     """The window's rows, built a chunk at a time, each table marked with its name.
 
-    One load for the whole window (dlt's fixed cost per load is paid once), but Arrow tables for
-    only a chunk at a time in memory.
+    One load for the whole window (dlt's fixed cost per load is paid once, and DuckDB's inserts are
+    large), but Arrow tables for only two chunks at a time in memory: while dlt writes a chunk to its
+    files, the next one is built in another thread.
     """
     loaded = pa.array(sorted(done), pa.int64()) if done else None
-    for start in range(0, len(events), CHUNK_EVENTS):
-        for name, table in tables_for(events[start:start + CHUNK_EVENTS]).items():
-            if loaded is not None:  # rows of events already in the warehouse (a window loaded again)
-                table = table.filter(pc.invert(pc.is_in(table["_sgbridge_seq"], value_set=loaded)))
-            if table.num_rows:
+    chunks = [events[start:start + CHUNK_EVENTS] for start in range(0, len(events), CHUNK_EVENTS)]
+    with ThreadPoolExecutor(1, thread_name_prefix="warehouse-rows") as builder:
+        ahead = builder.submit(_chunk_tables, chunks[0], loaded)
+        for following in [*chunks[1:], None]:
+            tables = ahead.result()
+            if following is not None:
+                ahead = builder.submit(_chunk_tables, following, loaded)
+            while tables:  # each table let go of once dlt has written it
+                name, table = tables.pop()
                 yield dlt.mark.with_table_name(table, name)
+                del table
+
+
+def _chunk_tables(events: list[StoredEvent], loaded: pa.Array | None) -> list[tuple[str, pa.Table]]:
+    """A chunk's tables by name, without the rows of events already in the warehouse (a window
+    loaded again after a crash)."""
+    out = []
+    for name, table in tables_for(events).items():
+        if loaded is not None:
+            table = table.filter(pc.invert(pc.is_in(table["_sgbridge_seq"], value_set=loaded)))
+        if table.num_rows:
+            out.append((name, table))
+    return out
 
 
 class Warehouse:

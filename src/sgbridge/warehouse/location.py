@@ -16,6 +16,7 @@ import dlt
 from sgbridge.settings import Settings, WarehouseSettings
 from sgbridge.warehouse.keeper import DuckDBKeeper, duckdb_keeper
 
+DUCKDB_LOAD_JOBS = 2
 _LOAD_LOCKS: dict[str, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
 
@@ -41,7 +42,10 @@ def dlt_destination(config: WarehouseSettings, home: Path) -> Any:
         # DuckDB takes up to 80% of RAM by default; merging 1,000,000 contacts then peaks near 1 GB.
         # With a limit it spills to disk instead, a little slower.
         duck.global_config = {"memory_limit": config.duckdb_memory_limit}
-        return dlt.destinations.duckdb(duck)
+        # dlt runs up to 20 load jobs (one per table) at once; within DuckDB's memory limit that many
+        # inserts ran out of memory and were retried, or failed the load. Two use both cores of a
+        # small machine and stay within it.
+        return dlt.destinations.duckdb(duck, max_parallel_load_jobs=DUCKDB_LOAD_JOBS)
     if credentials is not None:
         return dlt.destination(config.destination, credentials=credentials)
     return dlt.destination(config.destination)  # credentials from dlt's own configuration

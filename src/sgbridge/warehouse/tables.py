@@ -97,17 +97,21 @@ class _Columns:
         column[row] = value
 
     def put_event(self, row: int, event: dict[str, Any], prefix: str = "") -> None:
+        data, size = self.data, self.size  # locals: this loop runs for every field of every event
         for key, value in event.items():
             if value is None:
                 continue
-            name = prefix + key if prefix else key
+            name = prefix + key
             if type(value) is str and name not in _NOT_PLAIN_TEXT:  # the common case, without a call
-                self.put(row, name, value)
-            elif isinstance(value, dict) and value:
+                column = data.get(name)
+                if column is None:
+                    column = data[name] = [None] * size
+                column[row] = value
+            elif type(value) is dict and value:
                 self.put_event(row, value, f"{name}__")  # nested objects: parent__child (dlt's naming)
             else:
-                column, coerced = coerce(name, value)
-                self.put(row, column, coerced)
+                column_name, coerced = coerce(name, value)
+                self.put(row, column_name, coerced)
 
     def table(self) -> pa.Table:
         arrays, names = [], []
@@ -124,11 +128,11 @@ def activity_table(events: Sequence[StoredEvent]) -> pa.Table:
     columns = _Columns(len(events))
     for row, stored in enumerate(events):
         event = orjson.loads(stored.body)
-        if isinstance(event, dict):
+        if type(event) is dict:
             columns.put_event(row, event)
-        columns.put(row, "_sgbridge_seq", stored.seq)
-        columns.put(row, "_sgbridge_source", stored.source)
-        columns.put(row, "_sgbridge_received_at", stored.received_at)
+    columns.data["_sgbridge_seq"] = [stored.seq for stored in events]  # after the event's fields: these win
+    columns.data["_sgbridge_source"] = [stored.source for stored in events]
+    columns.data["_sgbridge_received_at"] = [stored.received_at for stored in events]
     return columns.table()
 
 

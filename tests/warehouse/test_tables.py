@@ -1,0 +1,102 @@
+"""Events → warehouse rows: the columns and values each event gets, whatever odd shape it has.
+
+The rows are built column by column for speed; this checks them against the rule stated event by
+event (``expected_row``), for generated events with every kind of JSON value.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sgbridge.model import StoredEvent
+from sgbridge.warehouse.tables import ACTIVITY, EVENT_TABLES, tables_for
+
+INTEGER_FIELDS = {"timestamp", "tls", "asm_group_id", "marketing_campaign_id", "pool__id", "url_offset__index"}
+
+
+def expected_row(event: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The warehouse columns of one event, as docs/warehouse.md states them."""
+    row: dict[str, Any] = {}
+    for key, value in event.items():
+        name = prefix + key
+        if value is None:
+            continue
+        if isinstance(value, dict) and value:
+            row.update(expected_row(value, name + "__"))  # nested objects: parent__child
+        elif name == "category":
+            row[name] = orjson.dumps(value if isinstance(value, list) else [value]).decode()
+        elif name in INTEGER_FIELDS:
+            whole = value if type(value) is int else None
+            if isinstance(value, bool):
+                whole = int(value)
+            elif isinstance(value, float) and value.is_integer():
+                whole = int(value)
+            elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+                whole = int(value.strip())
+            if whole is None:
+                row[name + "__v_text"] = value if isinstance(value, str) else orjson.dumps(value).decode()
+            else:
+                row[name] = whole
+        elif name == "sg_machine_open":
+            if isinstance(value, bool):
+                row[name] = value
+            else:
+                row[name + "__v_text"] = value if isinstance(value, str) else orjson.dumps(value).decode()
+        else:
+            row[name] = value if isinstance(value, str) else orjson.dumps(value).decode()
+    return row
+
+
+_names = st.sampled_from(["email", "timestamp", "tls", "category", "sg_machine_open", "asm_group_id", "url",
+                          "send_at", "plan", "user_id", "marketing_campaign_id", "ip"])
+_scalars = (st.none() | st.booleans() | st.integers(-(2**53), 2**53)
+            | st.floats(allow_nan=False, allow_infinity=False, width=32) | st.text(max_size=8)
+            | st.sampled_from(["12", " 7 ", "-3", "x1"]))
+_values = _scalars | st.lists(_scalars, max_size=3) | st.dictionaries(st.sampled_from(["id", "name", "index"]),
+                                                                       _scalars, max_size=2)
+_events = st.fixed_dictionaries(
+    {"event": st.sampled_from([*EVENT_TABLES, "account_status_change"]), "sg_event_id": st.uuids().map(str)},
+    optional={"pool": st.fixed_dictionaries({}, optional={"name": _values, "id": _values}) | _scalars,
+              "url_offset": st.fixed_dictionaries({}, optional={"index": _values, "type": _values})},
+).flatmap(lambda base: st.dictionaries(_names, _values, max_size=6).map(lambda extra: {**extra, **base}))
+
+
+def _stored(bodies: list[Any]) -> list[StoredEvent]:
+    return [StoredEvent(i + 1, "default", "x", time.time(), b"k", orjson.dumps(b)) for i, b in enumerate(bodies)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_events, min_size=1, max_size=40))
+def test_every_event_becomes_its_row(events: list[dict[str, Any]]) -> None:
+    stored = _stored(events)
+    tables = tables_for(stored)
+    activity = tables[ACTIVITY].to_pylist()
+    assert [r["_sgbridge_seq"] for r in activity] == [s.seq for s in stored]
+    for event, row in zip(events, activity, strict=True):
+        got = {k: v for k, v in row.items() if v is not None and not k.startswith("_sgbridge_")}
+        assert got == expected_row(event)
+    for kind, name in EVENT_TABLES.items():
+        seqs = [s.seq for s, e in zip(stored, events, strict=True) if e["event"] == kind]
+        if seqs:
+            assert tables[name]["_sgbridge_seq"].to_pylist() == seqs
+            assert tables[name].num_rows == len(seqs)
+        else:
+            assert name not in tables
+
+
+def test_bodies_that_are_not_objects_still_get_a_row() -> None:
+    tables = tables_for(_stored([[1, 2], "text", {"event": "open", "email": "a@x.io"}]))
+    assert tables[ACTIVITY].num_rows == 3
+    assert tables[ACTIVITY]["email"].to_pylist() == [None, None, "a@x.io"]
+    assert tables["_open"].num_rows == 1
+
+
+def test_an_event_cannot_overwrite_the_journal_columns() -> None:
+    stored = _stored([{"event": "open", "_sgbridge_seq": 99, "_sgbridge_source": "forged"}])
+    row = tables_for(stored)[ACTIVITY].to_pylist()[0]
+    assert (row["_sgbridge_seq"], row["_sgbridge_source"]) == (1, "default")
