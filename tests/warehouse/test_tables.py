@@ -32,9 +32,7 @@ def expected_row(event: dict[str, Any], prefix: str = "") -> dict[str, Any]:
             row[name] = orjson.dumps(value if isinstance(value, list) else [value]).decode()
         elif name in INTEGER_FIELDS:
             whole = value if type(value) is int else None
-            if isinstance(value, bool):
-                whole = int(value)
-            elif isinstance(value, float) and value.is_integer():
+            if isinstance(value, bool) or (isinstance(value, float) and value.is_integer()):
                 whole = int(value)
             elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
                 whole = int(value.strip())
