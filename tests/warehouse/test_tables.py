@@ -36,7 +36,7 @@ def expected_row(event: dict[str, Any], prefix: str = "") -> dict[str, Any]:
                 whole = int(value)
             elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
                 whole = int(value.strip())
-            if whole is None:
+            if whole is None or not -(2**63) <= whole < 2**63:  # beyond BIGINT: kept as text
                 row[name + "__v_text"] = value if isinstance(value, str) else orjson.dumps(value).decode()
             else:
                 row[name] = whole
@@ -52,7 +52,8 @@ def expected_row(event: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 _names = st.sampled_from(["email", "timestamp", "tls", "category", "sg_machine_open", "asm_group_id", "url",
                           "send_at", "plan", "user_id", "marketing_campaign_id", "ip"])
-_scalars = (st.none() | st.booleans() | st.integers(-(2**53), 2**53)
+# integers: the range orjson writes (beyond it, it reads floats: covered by the floats)
+_scalars = (st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1)
             | st.floats(allow_nan=False, allow_infinity=False, width=32) | st.text(max_size=8)
             | st.sampled_from(["12", " 7 ", "-3", "x1"]))
 _values = _scalars | st.lists(_scalars, max_size=3) | st.dictionaries(st.sampled_from(["id", "name", "index"]),

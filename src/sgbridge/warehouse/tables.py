@@ -37,6 +37,7 @@ ACTIVITY = "activity"
 TABLES = (*dict.fromkeys(EVENT_TABLES.values()), ACTIVITY)
 
 _INT = pa.int64()
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _TEXT = pa.string()
 _BOOL = pa.bool_()
 KNOWN_TYPES: dict[str, pa.DataType] = {
@@ -50,16 +51,21 @@ _NOT_PLAIN_TEXT = frozenset(KNOWN_TYPES) | {"category"}  # fields a string value
 LEADING = ("_sgbridge_seq", "sg_event_id", "event", "email", "timestamp", "sg_message_id")
 
 
-def _int(value: Any) -> int | None:
+def _int(value: Any) -> int:
+    """The whole number a value stands for, within BIGINT's range; ValueError if none."""
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
-    raise ValueError(value)
+        whole = value
+    elif isinstance(value, float) and value.is_integer():
+        whole = int(value)
+    elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        whole = int(value.strip())
+    else:
+        raise ValueError(value)
+    if not _INT64_MIN <= whole <= _INT64_MAX:  # 1e19 would fail the whole batch's Arrow table
+        raise ValueError(value)
+    return whole
 
 
 def _text(value: Any) -> str:
