@@ -5,8 +5,11 @@
 
 ``load``: events are generated up front (EventFactory, distinct), then loaded in batches of
 ``--batch`` (the ``warehouse.flush_events`` default) into a fresh DuckDB file through the loader
-``serve`` uses, configured as ``serve`` configures it; the time covers building rows and Arrow
-tables, dlt's extract/normalize/load and the exactly-once check.
+``serve`` uses, configured as ``serve`` configures it; ``seconds`` covers building rows and Arrow
+tables, dlt's extract/normalize/load and the exactly-once check, until every event is committed;
+``close_seconds`` is DuckDB's checkpoint at the end (folding its WAL into the file; ``serve`` does
+it when loads pause); ``rss_added_mb`` is the highest RSS while loading over the RSS before (the
+input events themselves are not counted).
 
 ``sync``: ``sgbridge emulate sendgrid --seed-contacts N`` runs as its own process, and
 ``sgbridge sync -c recipients`` as another (a fresh journal and DuckDB file each run); the time is
@@ -21,11 +24,13 @@ import argparse
 import gc
 import json
 import os
+import resource
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -38,6 +43,25 @@ from sgbridge.model import StoredEvent
 from sgbridge.settings import WarehouseSettings
 
 WAREHOUSE_DEFAULTS = WarehouseSettings()
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+class _PeakRss(threading.Thread):
+    """The process's highest RSS while loading, sampled every 20 ms (ru_maxrss would report the
+    generation of the input, which peaks higher)."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.peak = _rss_mb()
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.wait(0.02):
+            self.peak = max(self.peak, _rss_mb())
 
 
 def load(args: argparse.Namespace) -> list[dict[str, float]]:
@@ -60,12 +84,20 @@ def load(args: argparse.Namespace) -> list[dict[str, float]]:
             config = WarehouseSettings(credentials=str(folder / "w.duckdb"), duckdb_memory_limit=args.memory_limit)
             keeper = DuckDBKeeper(str(folder / "w.duckdb"))
             loader = Warehouse(dlt_destination(config, folder), folder / "dlt", keeper=keeper).loader("sendgrid")
+            cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+            rss_before = _rss_mb()
+            sampler = _PeakRss()
+            sampler.start()
             started = time.perf_counter()
             with ThreadPoolExecutor(args.in_flight) as pool:
                 loads = [pool.submit(loader.load, events[start:start + args.batch])
                          for start in range(0, len(events), args.batch)]
                 loaded = sum(f.result() for f in loads)
             seconds = time.perf_counter() - started
+            cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+            sampler.stopping.set()
+            sampler.join()
+            cpu = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)
             closing = time.perf_counter()
             keeper.close()  # DuckDB's checkpoint of what is still in its WAL (serve: after 2 s idle)
             close_seconds = time.perf_counter() - closing
@@ -73,6 +105,7 @@ def load(args: argparse.Namespace) -> list[dict[str, float]]:
             size = (folder / "w.duckdb").stat().st_size
         result = {"run": run, "events": args.events, "batch": args.batch, "in_flight": args.in_flight,
                   "seconds": round(seconds, 2), "close_seconds": round(close_seconds, 2),
+                  "cpu_seconds": round(cpu, 1), "rss_added_mb": round(sampler.peak - rss_before),
                   "events_per_s": round(args.events / seconds), "duckdb_mb": round(size / 1e6, 1)}
         print(json.dumps(result), flush=True)
         results.append(result)
