@@ -51,6 +51,7 @@ async def test_bad_signatures_store_nothing(bridge_factory: BridgeFactory, mutat
     (b'{"event": "open"}', "JSON array"),
     (b'[{"event": "open"}, 3]', "item 1"),
     (b'"text"', "JSON array"),
+    (b'[{"event": "open", "x": ' + b'{"a": ' * 5000 + b"1" + b"}" * 5000 + b"}]", "nested too deep"),
 ])
 async def test_malformed_bodies_get_400_with_reason(bridge_factory: BridgeFactory, body: bytes, fragment: str) -> None:
     async with bridge_factory() as h:

@@ -78,6 +78,9 @@ async def test_batch_mode_checks_the_first_events_bytes_as_received(bridge_facto
         assert [e["messageId"] for _, _, e in _stored(h)] == ["b-1", "msg-2"]
         whole = await h.client.post("/webhooks/segment", content=body, headers={"X-Signature": _sign(body)})
         assert whole.status_code == 401
+        deep = b'[{"a": ' + b'[' * 5000 + b"]" * 5000 + b"}]"  # too deep to find the first event: refused, not a 500
+        refused = await h.client.post("/webhooks/segment", content=deep, headers={"X-Signature": _sign(deep)})
+        assert refused.status_code == 401
 
 
 @pytest.mark.parametrize("headers", [{}, {"X-Signature": "0" * 40}, {"X-Signature": "not hex"}])
@@ -145,6 +148,8 @@ async def test_batch_merges_context_and_refuses_bad_items_one_by_one(bridge_fact
     ("/v1/batch", b'{"batch": 3}', "`batch` array"),
     ("/v1/track", orjson.dumps({"userId": "u", "event": "x", "properties": {"blob": "x" * 40_000}}), "32768"),
     ("/v1/page", orjson.dumps({"type": "nonsense", "userId": "u"}), "type 'nonsense'"),
+    ("/v1/track", b'{"userId": "u", "event": "x", "properties": ' + b'{"a": ' * 5000 + b"1" + b"}" * 5001,
+     "not valid JSON"),
 ])
 async def test_bad_tracking_bodies_are_400_with_reason(bridge_factory: BridgeFactory, path: str, body: bytes,
                                                        fragment: str) -> None:

@@ -14,20 +14,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sgbridge.model import StoredEvent
-from sgbridge.warehouse.tables import ACTIVITY, EVENT_TABLES, tables_for
+from sgbridge.warehouse.tables import ACTIVITY, EVENT_TABLES, TOO_DEEP, tables_for
 
 INTEGER_FIELDS = {"timestamp", "tls", "asm_group_id", "marketing_campaign_id", "pool__id", "url_offset__index"}
 
 
-def expected_row(event: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def expected_row(event: dict[str, Any], prefix: str = "", depth: int = 1) -> dict[str, Any]:
     """The warehouse columns of one event, as docs/warehouse.md states them."""
     row: dict[str, Any] = {}
     for key, value in event.items():
         name = prefix + key
         if value is None:
             continue
-        if isinstance(value, dict) and value:
-            row.update(expected_row(value, name + "__"))  # nested objects: parent__child
+        if isinstance(value, dict) and value and depth < 16:
+            row.update(expected_row(value, name + "__", depth + 1))  # nested objects: parent__child
         elif name == "category":
             row[name] = orjson.dumps(value if isinstance(value, list) else [value]).decode()
         elif name in INTEGER_FIELDS:
@@ -99,3 +99,16 @@ def test_an_event_cannot_overwrite_the_journal_columns() -> None:
     stored = _stored([{"event": "open", "_sgbridge_seq": 99, "_sgbridge_source": "forged"}])
     row = tables_for(stored)[ACTIVITY].to_pylist()[0]
     assert (row["_sgbridge_seq"], row["_sgbridge_source"]) == (1, "default")
+
+
+def test_deeply_nested_objects_are_flattened_16_levels_then_kept_as_json() -> None:
+    """JSON allows 1,024 levels; flattening them all once failed the whole window at every retry."""
+    def nested(levels: int) -> bytes:
+        return b'{"event":"open","email":"a@x.io","x":' + b'{"a":' * levels + b"1" + b"}" * levels + b"}"
+
+    column = "x" + "__a" * 15  # 16 names deep: the object there stays JSON text
+    rows = tables_for([StoredEvent(i + 1, "default", "open", time.time(), b"k", nested(levels))
+                       for i, levels in enumerate([100, 1000])])[ACTIVITY].to_pylist()
+    assert orjson.loads(rows[0][column]) == orjson.loads(b'{"a":' * 85 + b"1" + b"}" * 85)  # 100 - 15
+    assert rows[1][column] == TOO_DEEP  # deeper than orjson writes: the journal keeps the event
+    assert [r["email"] for r in rows] == ["a@x.io", "a@x.io"]

@@ -47,7 +47,7 @@ def verify_webhook_signature(secret: str, body: bytes, signature: str | None) ->
     if body.lstrip()[:1] == b"[":
         try:
             items = _raw_items.decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):  # RecursionError: nested too deep
             return False
         if not items:
             return False

@@ -73,6 +73,8 @@ def parse_events(source: str, body: bytes) -> list[InboundEvent]:
         raise BadPayload(_envelope_error(str(exc))) from None
     except msgspec.DecodeError as exc:
         raise BadPayload(f"body is not valid JSON: {exc}") from None
+    except RecursionError:  # msgspec's answer to JSON nested deeper than Python's stack allows
+        raise BadPayload("body is nested too deep to read (hundreds of levels of objects or arrays)") from None
     source_b = source.encode() + b"\0"
     blake2b = hashlib.blake2b
     events: list[InboundEvent] = []
