@@ -112,3 +112,6 @@ def test_deeply_nested_objects_are_flattened_16_levels_then_kept_as_json() -> No
     assert orjson.loads(rows[0][column]) == orjson.loads(b'{"a":' * 85 + b"1" + b"}" * 85)  # 100 - 15
     assert rows[1][column] == TOO_DEEP  # deeper than orjson writes: the journal keeps the event
     assert [r["email"] for r in rows] == ["a@x.io", "a@x.io"]
+    deep_category = b'{"event":"open","category":' + b"[" * 500 + b"]" * 500 + b"}"
+    row = tables_for([StoredEvent(1, "default", "open", time.time(), b"k", deep_category)])[ACTIVITY].to_pylist()[0]
+    assert row["category"] == TOO_DEEP

@@ -49,8 +49,8 @@ KNOWN_TYPES: dict[str, pa.DataType] = {
 }
 _NOT_PLAIN_TEXT = frozenset(KNOWN_TYPES) | {"category"}  # fields a string value cannot go to as it is
 # Nested objects are flattened this many levels deep; deeper ones stay JSON text in their column.
-# (JSON allows 1,024 levels: flattening them all overran Python's recursion limit and failed the
-# whole window, again at every retry.)
+# (orjson reads up to 1,024 levels: flattening them all overran Python's recursion limit and failed
+# the whole window, again at every retry.)
 MAX_NESTING = 16
 # Fields that lead each table, in this order; the others follow as first seen.
 LEADING = ("_sgbridge_seq", "sg_event_id", "event", "email", "timestamp", "sg_message_id")
@@ -76,13 +76,15 @@ def _int(value: Any) -> int:
 TOO_DEEP = "[nested too deep to keep as text: the event is in the journal]"
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
+def _json(value: Any) -> str:
     try:
         return orjson.dumps(value).decode()
-    except TypeError:  # nested beyond orjson's 254 levels (its parser takes 1,024)
+    except TypeError:  # nested beyond the 254 levels orjson writes (it reads 1,024)
         return TOO_DEEP
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else _json(value)
 
 
 def coerce(name: str, value: Any) -> tuple[str, Any]:
@@ -90,7 +92,7 @@ def coerce(name: str, value: Any) -> tuple[str, Any]:
     kind = KNOWN_TYPES.get(name)
     if kind is None:
         if name == "category":
-            return name, orjson.dumps(value if isinstance(value, list) else [value]).decode()
+            return name, _json(value if isinstance(value, list) else [value])
         return name, _text(value)
     if kind is _INT:
         try:
