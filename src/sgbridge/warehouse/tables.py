@@ -20,12 +20,14 @@ C++. Building rows as dicts and converting each table separately cost five times
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+from dlt.common.normalizers.naming.snake_case import NamingConvention as SnakeCaseNaming
 
 from sgbridge.model import StoredEvent
 
@@ -104,6 +106,28 @@ def coerce(name: str, value: Any) -> tuple[str, Any]:
     return f"{name}__v_text", _text(value)
 
 
+_NAMING = SnakeCaseNaming()
+_COLUMN_NAMES: dict[str, str] = {}  # a field's name → its column's (a cache: the same names recur)
+
+
+def column_name(field: str) -> str:
+    """The column a field goes to, named as dlt names it (``smtp-id`` → ``smtp_id``, ``Email`` →
+    ``email``). Named here rather than by dlt so that two fields of one name (``Email`` and ``email``,
+    ``smtp-id`` and a custom ``smtp_id``) do not make dlt refuse the whole load."""
+    name = _COLUMN_NAMES.get(field)
+    if name is None:
+        name = _NAMING.normalize_path(field) or "_unnamed"  # "" and "__" name nothing
+        if len(_COLUMN_NAMES) < 100_000:  # custom args are unbounded: keep the cache so
+            _COLUMN_NAMES[field] = name
+    return name
+
+
+def _second_name(name: str, field: str) -> str:
+    """The column of a field whose name another field of the same event already took: the name
+    with ``__dup_`` and a short hash of the field's own name, the same for that field in every event."""
+    return f"{name}__dup_{hashlib.blake2b(field.encode(), digest_size=3).hexdigest()}"
+
+
 class _Columns:
     """Columns of ``size`` rows, each a list filled by row index (absent values stay None)."""
 
@@ -111,28 +135,33 @@ class _Columns:
         self.size = size
         self.data: dict[str, list[Any]] = {name: [None] * size for name in LEADING}
 
-    def put(self, row: int, name: str, value: Any) -> None:
+    def put(self, row: int, name: str, value: Any, raw: str = "") -> None:
         column = self.data.get(name)
         if column is None:
             column = self.data[name] = [None] * self.size
+        elif column[row] is not None:  # two fields of this event have one column name (Email, email)
+            column = self.data.setdefault(_second_name(name, raw), [None] * self.size)
+            value = _text(value)
         column[row] = value
 
     def put_event(self, row: int, event: dict[str, Any], prefix: str = "", depth: int = 1) -> None:
-        data, size = self.data, self.size  # locals: this loop runs for every field of every event
+        data, names = self.data, _COLUMN_NAMES  # locals: this loop runs for every field of every event
         for key, value in event.items():
             if value is None:
                 continue
-            name = prefix + key
+            raw = prefix + key
+            name = names.get(raw) or column_name(raw)
             if type(value) is str and name not in _NOT_PLAIN_TEXT:  # the common case, without a call
                 column = data.get(name)
-                if column is None:
-                    column = data[name] = [None] * size
-                column[row] = value
+                if column is not None and column[row] is None:
+                    column[row] = value
+                else:
+                    self.put(row, name, value, raw)
             elif type(value) is dict and value and depth < MAX_NESTING:
-                self.put_event(row, value, f"{name}__", depth + 1)  # nested objects: parent__child (dlt's naming)
+                self.put_event(row, value, f"{raw}__", depth + 1)  # nested objects: parent__child (dlt's naming)
             else:
-                column_name, coerced = coerce(name, value)
-                self.put(row, column_name, coerced)
+                coerced_name, coerced = coerce(name, value)
+                self.put(row, coerced_name, coerced, raw)
 
     def table(self) -> pa.Table:
         arrays, names = [], []
