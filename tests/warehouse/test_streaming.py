@@ -160,7 +160,7 @@ async def test_unavailable_warehouse_delays_and_loses_nothing(bridge_factory: Br
 
 def test_fields_dlt_would_name_alike_all_load(tmp_path: Path) -> None:
     """``Email``/``email``, ``smtp-id``/a custom ``smtp_id``, an empty key: dlt refused such loads,
-    so one such event held the warehouse back. Each field keeps its value."""
+    so one such event held the warehouse back. Each field keeps its values, in a column of its own."""
     import dlt
 
     from sgbridge.warehouse.tables import _second_name
@@ -168,13 +168,14 @@ def test_fields_dlt_would_name_alike_all_load(tmp_path: Path) -> None:
     odd = [
         {"event": "open", "sg_event_id": "a", "smtp-id": "<m@x>", "smtp_id": "custom", "": "blank"},
         {"event": "open", "sg_event_id": "b", "Email": "Upper@x.io", "email": "lower@x.io"},
-        {"event": "open", "sg_event_id": "c", "Email": "only@x.io"},
+        {"event": "open", "sg_event_id": "c", "Email": "only@x.io", "Timestamp": 5},
     ]
     path = tmp_path / "w.duckdb"
     assert Warehouse(dlt.destinations.duckdb(str(path)), tmp_path / "dlt").loader("sendgrid").load(_stored(odd)) == 3
-    smtp, mail = _second_name("smtp_id", "smtp_id"), _second_name("email", "email")
-    rows = _rows(path, f"SELECT sg_event_id, smtp_id, {smtp}, _unnamed, email, {mail} FROM sendgrid._open "
+    smtp, mail = _second_name("smtp_id", "smtp-id"), _second_name("email", "Email")
+    stamp = _second_name("timestamp", "Timestamp")
+    rows = _rows(path, f"SELECT sg_event_id, smtp_id, {smtp}, _unnamed, email, {mail}, {stamp} FROM sendgrid._open "
                        "ORDER BY sg_event_id")
-    assert rows == [("a", "<m@x>", "custom", "blank", None, None),
-                    ("b", None, None, None, "Upper@x.io", "lower@x.io"),
-                    ("c", None, None, None, "only@x.io", None)]
+    assert rows == [("a", "custom", "<m@x>", "blank", None, None, None),
+                    ("b", None, None, None, "lower@x.io", "Upper@x.io", None),
+                    ("c", None, None, None, None, "only@x.io", "5")]

@@ -113,7 +113,8 @@ _COLUMN_NAMES: dict[str, str] = {}  # a field's name → its column's (a cache: 
 def column_name(field: str) -> str:
     """The column a field goes to, named as dlt names it (``smtp-id`` → ``smtp_id``, ``Email`` →
     ``email``). Named here rather than by dlt so that two fields of one name (``Email`` and ``email``,
-    ``smtp-id`` and a custom ``smtp_id``) do not make dlt refuse the whole load."""
+    ``smtp-id`` and a custom ``smtp_id``) do not make dlt refuse the whole load. Done per column of a
+    batch, not per field of every event: it costs nothing on the hot path."""
     name = _COLUMN_NAMES.get(field)
     if name is None:
         name = _NAMING.normalize_path(field) or "_unnamed"  # "" and "__" name nothing
@@ -123,8 +124,8 @@ def column_name(field: str) -> str:
 
 
 def _second_name(name: str, field: str) -> str:
-    """The column of a field whose name another field of the same event already took: the name
-    with ``__dup_`` and a short hash of the field's own name, the same for that field in every event."""
+    """The column of a field whose name another field of the batch has, or a typed column's: the
+    name with ``__dup_`` and a short hash of the field's own name, the same in every batch."""
     return f"{name}__dup_{hashlib.blake2b(field.encode(), digest_size=3).hexdigest()}"
 
 
@@ -135,39 +136,41 @@ class _Columns:
         self.size = size
         self.data: dict[str, list[Any]] = {name: [None] * size for name in LEADING}
 
-    def put(self, row: int, name: str, value: Any, raw: str = "") -> None:
+    def put(self, row: int, name: str, value: Any) -> None:
         column = self.data.get(name)
         if column is None:
             column = self.data[name] = [None] * self.size
-        elif column[row] is not None:  # two fields of this event have one column name (Email, email)
-            column = self.data.setdefault(_second_name(name, raw), [None] * self.size)
-            value = _text(value)
         column[row] = value
 
     def put_event(self, row: int, event: dict[str, Any], prefix: str = "", depth: int = 1) -> None:
-        data, names = self.data, _COLUMN_NAMES  # locals: this loop runs for every field of every event
+        data, size = self.data, self.size  # locals: this loop runs for every field of every event
         for key, value in event.items():
             if value is None:
                 continue
-            raw = prefix + key
-            name = names.get(raw) or column_name(raw)
+            name = prefix + key
             if type(value) is str and name not in _NOT_PLAIN_TEXT:  # the common case, without a call
                 column = data.get(name)
-                if column is not None and column[row] is None:
-                    column[row] = value
-                else:
-                    self.put(row, name, value, raw)
+                if column is None:
+                    column = data[name] = [None] * size
+                column[row] = value
             elif type(value) is dict and value and depth < MAX_NESTING:
-                self.put_event(row, value, f"{raw}__", depth + 1)  # nested objects: parent__child (dlt's naming)
+                self.put_event(row, value, f"{name}__", depth + 1)  # nested objects: parent__child (dlt's naming)
             else:
-                coerced_name, coerced = coerce(name, value)
-                self.put(row, coerced_name, coerced, raw)
+                column_name_, coerced = coerce(name, value)
+                self.put(row, column_name_, coerced)
 
     def table(self) -> pa.Table:
-        arrays, names = [], []
-        for name, values in self.data.items():
-            if name in LEADING and all(v is None for v in values):
+        """The Arrow table, its columns named as dlt names them (see ``column_name``)."""
+        arrays, names, taken = [], [], set()
+        for field, values in self.data.items():
+            if field in LEADING and all(v is None for v in values):
                 continue
+            name = column_name(field)
+            if name != field and (name in _NOT_PLAIN_TEXT or name in self.data or name in taken):
+                # Another field of this batch has the name (Email beside email), or it is a typed
+                # column (Timestamp's values are text): a column of its own, as text.
+                name = _second_name(name, field)
+            taken.add(name)
             names.append(name)
             arrays.append(pa.array(values, type=KNOWN_TYPES.get(name, _TEXT)))
         return pa.Table.from_arrays(arrays, names=names)
