@@ -107,20 +107,14 @@ def coerce(name: str, value: Any) -> tuple[str, Any]:
 
 
 _NAMING = SnakeCaseNaming()
-_COLUMN_NAMES: dict[str, str] = {}  # a field's name → its column's (a cache: the same names recur)
 
 
 def column_name(field: str) -> str:
     """The column a field goes to, named as dlt names it (``smtp-id`` → ``smtp_id``, ``Email`` →
     ``email``). Named here rather than by dlt so that two fields of one name (``Email`` and ``email``,
-    ``smtp-id`` and a custom ``smtp_id``) do not make dlt refuse the whole load. Done per column of a
-    batch, not per field of every event: it costs nothing on the hot path."""
-    name = _COLUMN_NAMES.get(field)
-    if name is None:
-        name = _NAMING.normalize_path(field) or "_unnamed"  # "" and "__" name nothing
-        if len(_COLUMN_NAMES) < 100_000:  # custom args are unbounded: keep the cache so
-            _COLUMN_NAMES[field] = name
-    return name
+    ``smtp-id`` and a custom ``smtp_id``) do not make dlt refuse the whole load. Called per column of
+    a batch, not per field of every event: it costs nothing on the hot path."""
+    return _NAMING.normalize_path(field) or "_unnamed"  # "" and "__" name nothing
 
 
 def _second_name(name: str, field: str) -> str:
