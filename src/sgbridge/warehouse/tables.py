@@ -161,8 +161,8 @@ class _Columns:
                 continue
             name = column_name(field)
             if name != field and (name in _NOT_PLAIN_TEXT or name in self.data or name in taken):
-                # Another field of this batch has the name (Email beside email), or it is a typed
-                # column (Timestamp's values are text): a column of its own, as text.
+                # Another field of this batch has the name, or a leading column (Email: email), or
+                # it is a typed column (Timestamp's values are text): a column of its own, as text.
                 name = _second_name(name, field)
             taken.add(name)
             names.append(name)
