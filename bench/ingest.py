@@ -117,7 +117,7 @@ def segment_emulator(keep_messages: bool) -> Iterator[str]:
 
 
 @contextmanager
-def bridge(public_key: str, folder: Path, segment_url: str | None,
+def bridge(public_key: str, folder: Path, segment_url: str | None, keep_journal: bool = False,
            **extra_env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = _free_port()
     env = {**os.environ, **extra_env, "SENDGRID_WEBHOOK_PUBLIC_KEY": public_key,
@@ -134,7 +134,7 @@ def bridge(public_key: str, folder: Path, segment_url: str | None,
     finally:
         proc.terminate()
         proc.wait(30)
-        for suffix in ("", "-wal", "-shm"):
+        for suffix in ("", "-wal", "-shm") if not keep_journal else ():
             (folder / f"journal.db{suffix}").unlink(missing_ok=True)
 
 

@@ -1,6 +1,7 @@
 """Warehouse benchmarks: SendGrid events into DuckDB, and the object sync of a large account.
 
     .venv/bin/python bench/warehouse.py load [--events 1000000] [--batch 200000] [--runs 3]
+    .venv/bin/python bench/warehouse.py drain [--events 1000000] [--runs 3]
     .venv/bin/python bench/warehouse.py sync [--contacts 1000000] [--runs 3]
 
 ``load``: events are generated up front (EventFactory, distinct), then loaded in batches of
@@ -10,6 +11,13 @@ tables, dlt's extract/normalize/load and the exactly-once check, until every eve
 ``close_seconds`` is DuckDB's checkpoint at the end (folding its WAL into the file; ``serve`` does
 it when loads pause); ``rss_added_mb`` is the highest RSS while loading over the RSS before (the
 input events themselves are not counted).
+
+``drain``: the whole way, as a user runs it. ``sgbridge serve`` (its own process, SQLite journal,
+the warehouse off) takes the events as signed webhook POSTs of 1,000 events; then, on a copy of
+that journal for each run, ``serve`` starts with the warehouse on (its defaults: DuckDB) and loads
+the backlog. ``seconds`` runs from starting that process until its ``/metrics`` count every event
+delivered to the warehouse (committed in DuckDB); it includes the process's start and reading the
+events from the journal. ``peak_rss_mb`` is the server's.
 
 ``sync``: ``sgbridge emulate sendgrid --seed-contacts N`` runs as its own process, and
 ``sgbridge sync -c recipients`` as another (a fresh journal and DuckDB file each run); the time is
@@ -112,6 +120,45 @@ def load(args: argparse.Namespace) -> list[dict[str, float]]:
     return results
 
 
+def drain(args: argparse.Namespace) -> list[dict[str, float]]:
+    import shutil
+
+    from ingest import _metric, _post_each_once, _rss_kb, bridge, make_bodies  # bench/ingest.py
+    from sgbridge.emulators.webhook_signing import generate_keypair
+
+    keys = generate_keypair()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="sgbridge-bench-") as tmp:
+        folder = Path(tmp)
+        bodies = make_bodies(folder, 1000, args.events // 1000, keys.private_key_pem().encode())
+        with bridge(keys.public_key_base64, folder, None, keep_journal=True,
+                    SGBRIDGE_WAREHOUSE__ENABLED="false") as (url, _):
+            _post_each_once(url, bodies, threads=4)
+            stored = _metric(url, "sgbridge_inbound_events_total", 'result="accepted"')
+        for run in range(args.runs):
+            run_folder = folder / f"run{run}"
+            run_folder.mkdir()
+            shutil.copy(folder / "journal.db", run_folder / "journal.db")  # serve left no WAL behind
+            started = time.perf_counter()
+            with bridge(keys.public_key_base64, run_folder, None,
+                        SGBRIDGE_WAREHOUSE__CREDENTIALS=str(run_folder / "w.duckdb"),
+                        SGBRIDGE_WAREHOUSE__PIPELINES_DIR=str(run_folder / "dlt")) as (url, proc):
+                loaded, peak = 0.0, 0
+                while loaded < stored:
+                    time.sleep(0.1)
+                    peak = max(peak, _rss_kb(proc.pid)["VmRSS"])
+                    loaded = _metric(url, "sgbridge_delivery_events_total", 'outcome="delivered"')
+                    if _metric(url, "sgbridge_delivery_events_total", 'outcome="rejected"'):
+                        raise RuntimeError("the warehouse rejected events")
+                seconds = time.perf_counter() - started
+            result = {"run": run, "events": int(stored), "seconds": round(seconds, 2),
+                      "events_per_s": round(stored / seconds), "peak_rss_mb": round(peak / 1024)}
+            print(json.dumps(result), flush=True)
+            results.append(result)
+            shutil.rmtree(run_folder)
+    return results
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -165,7 +212,7 @@ def sync(args: argparse.Namespace) -> list[dict[str, float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["load", "sync"])
+    parser.add_argument("mode", choices=["load", "drain", "sync"])
     parser.add_argument("--contacts", type=int, default=1_000_000)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=WAREHOUSE_DEFAULTS.flush_events)
@@ -174,7 +221,7 @@ def main() -> None:
                         help="DuckDB memory limit (warehouse.duckdb_memory_limit)")
     parser.add_argument("--in-flight", type=int, default=1, help="batches loading at once (serve: 1)")
     args = parser.parse_args()
-    results = load(args) if args.mode == "load" else sync(args)
+    results = {"load": load, "drain": drain, "sync": sync}[args.mode](args)
     keys = [k for k in results[0] if k != "run"]
     print(json.dumps({"summary": args.mode, **{k: statistics.median(r[k] for r in results) for k in keys}}))
 
