@@ -179,3 +179,58 @@ def test_fields_dlt_would_name_alike_all_load(tmp_path: Path) -> None:
     assert rows == [("a", "custom", "<m@x>", "blank", None, None, None),
                     ("b", None, None, None, "lower@x.io", "Upper@x.io", None),
                     ("c", None, None, None, None, "only@x.io", "5")]
+
+
+@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Any, Any]]:
+    """(a dlt destination, a function running SQL on it): DuckDB, and PostgreSQL, which takes at
+    most 1,600 columns per table."""
+    import dlt
+
+    if request.param == "duckdb":
+        path = tmp_path / "w.duckdb"
+        yield dlt.destinations.duckdb(str(path)), lambda sql: _rows(path, sql)
+        return
+    import psycopg
+
+    for url in postgres_database():
+        url = url.replace("postgresql://postgres@", "postgresql://postgres:unused@", 1)
+
+        def query(sql: str, url: str = url) -> list[tuple[Any, ...]]:
+            with psycopg.connect(url) as conn:
+                return conn.execute(sql).fetchall()
+
+        yield dlt.destinations.postgres(url), query
+
+
+def test_fields_past_the_column_limit_go_to_the_overflow_column(any_warehouse: tuple[Any, Any],
+                                                                tmp_path: Path) -> None:
+    """An event with 1,700 custom args once blocked PostgreSQL loads for good (dlt tried to add
+    the columns again before every load). Now the table stops at ``MAX_COLUMNS``: every field past
+    it is kept in ``_sgbridge_overflow``, and later loads go on."""
+    from sgbridge.warehouse.tables import MAX_COLUMNS, OVERFLOW
+
+    destination, query = any_warehouse
+    plain = EventFactory(46).batch(6)
+    wide = {**plain[0], "sg_event_id": "wide", **{f"arg_{i}": f"v{i}" for i in range(1_700)}}
+    loader = Warehouse(destination, tmp_path / "dlt").loader("sendgrid")
+    assert loader.load(_stored([*plain[:3], wide])) == 4
+    later = [{**plain[3], "smtp-id": "<late@x>", "bounce_classification": "Reputation", "arg_5": "again",
+              "late_arg": "late"}, *plain[4:]]
+    assert loader.load(_stored(later, start=5)) == 3
+
+    columns = {r[0] for r in query("SELECT column_name FROM information_schema.columns "
+                                   "WHERE table_schema = 'sendgrid' AND table_name = 'activity'")}
+    assert len(columns) < 1_000  # SQL Server takes 1,024, PostgreSQL 1,600
+    arg_columns = sorted(c for c in columns if c.startswith("arg_"))
+    assert MAX_COLUMNS - 50 < len(arg_columns) < MAX_COLUMNS and OVERFLOW in columns
+    picked = ", ".join([OVERFLOW, *arg_columns])
+    row = query(f"SELECT {picked} FROM sendgrid.activity WHERE sg_event_id = 'wide'")[0]
+    kept = {**dict(zip(arg_columns, row[1:], strict=True)), **orjson.loads(row[0])}
+    assert kept == {f"arg_{i}": f"v{i}" for i in range(1_700)}  # every field, in a column or the overflow
+    again = query(f"SELECT arg_5, smtp_id, bounce_classification, {OVERFLOW} FROM sendgrid.activity "
+                  f"WHERE sg_event_id = '{later[0]['sg_event_id']}'")[0]
+    # The table is full: a new custom arg overflows, SendGrid's own fields still get their columns.
+    assert again[:3] == ("again", "<late@x>", "Reputation")
+    assert orjson.loads(again[3])["late_arg"] == "late"
+    assert query("SELECT count(*) FROM sendgrid.activity") == [(7,)]

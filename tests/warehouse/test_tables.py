@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sgbridge.model import StoredEvent
-from sgbridge.warehouse.tables import ACTIVITY, EVENT_TABLES, TOO_DEEP, tables_for
+from sgbridge.warehouse.tables import ACTIVITY, EVENT_TABLES, MAX_COLUMNS, OVERFLOW, TOO_DEEP, tables_for
 
 INTEGER_FIELDS = {"timestamp", "tls", "asm_group_id", "marketing_campaign_id", "pool__id", "url_offset__index"}
 
@@ -115,3 +115,17 @@ def test_deeply_nested_objects_are_flattened_16_levels_then_kept_as_json() -> No
     deep_category = b'{"event":"open","category":' + b"[" * 500 + b"]" * 500 + b"}"
     row = tables_for([StoredEvent(1, "default", "open", time.time(), b"k", deep_category)])[ACTIVITY].to_pylist()[0]
     assert row["category"] == TOO_DEEP
+
+
+def test_a_full_table_keeps_new_custom_args_in_the_overflow_object() -> None:
+    full = {f"old_{i}" for i in range(MAX_COLUMNS)}
+    event = {"event": "bounce", "email": "a@x.io", "old_3": "kept", "new_arg": "n", "nested": {"deep": 1},
+             "bounce_classification": "Reputation", OVERFLOW: "an event's own field of that name"}
+    in_use = set(full)
+    row = tables_for(_stored([event, {"event": "open"}]), in_use)[ACTIVITY].to_pylist()
+    assert row[0]["old_3"] == "kept" and row[0]["bounce_classification"] == "Reputation"  # SendGrid's field
+    assert orjson.loads(row[0][OVERFLOW]) == {"new_arg": "n", "nested__deep": "1",
+                                               OVERFLOW: "an event's own field of that name"}
+    assert row[1][OVERFLOW] is None
+    assert "new_arg" not in row[0] and in_use - full == {"email", "event", "bounce_classification", OVERFLOW,
+                                                         "_sgbridge_seq", "_sgbridge_source", "_sgbridge_received_at"}

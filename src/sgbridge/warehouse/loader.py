@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,9 +90,16 @@ class DatasetLoader:
             fresh = sum(1 for e in events if e.seq not in done)
             if not fresh:
                 return 0
-            self._run(_window_tables(events, done))
+            self._run(_window_tables(events, done, self._columns_in_use))
             self._index()
             return fresh
+
+    def _columns_in_use(self) -> set[str]:
+        """The columns ``activity`` has (dlt's schema, which ``run`` has synced with the warehouse)."""
+        if not self.pipeline.default_schema_name:
+            return set()
+        table = self.pipeline.default_schema.tables.get(ACTIVITY)
+        return set(table["columns"]) if table else set()
 
     def _run(self, tables: Iterator[Any]) -> None:
         """One dlt load (extract, normalize, load) of the window's tables."""
@@ -111,32 +118,38 @@ class DatasetLoader:
             raise RuntimeError(f"{self.pipeline.pipeline_name}: the load did not complete")
 
 
-def _window_tables(events: list[StoredEvent], done: set[int]) -> Iterator[Any]:
+def _window_tables(events: list[StoredEvent], done: set[int], columns: Callable[[], set[str]]) -> Iterator[Any]:
     """The window's rows, built a chunk at a time, each table marked with its name.
 
     One load for the whole window (dlt's fixed cost per load is paid once, and DuckDB's inserts are
     large), but Arrow tables for only two chunks at a time in memory: while dlt writes a chunk to its
-    files, the next one is built in another thread.
+    files, the next one is built in another thread (chunks one after the other: each adds to the
+    columns in use).
+
+    ``columns``: the columns ``activity`` has, asked when dlt starts extracting (after it has
+    synced its schema with the warehouse).
     """
     loaded = pa.array(sorted(done), pa.int64()) if done else None
+    in_use = columns()
     chunks = [events[start:start + CHUNK_EVENTS] for start in range(0, len(events), CHUNK_EVENTS)]
     with ThreadPoolExecutor(1, thread_name_prefix="warehouse-rows") as builder:
-        ahead = builder.submit(_chunk_tables, chunks[0], loaded)
+        ahead = builder.submit(_chunk_tables, chunks[0], loaded, in_use)
         for following in [*chunks[1:], None]:
             tables = ahead.result()
             if following is not None:
-                ahead = builder.submit(_chunk_tables, following, loaded)
+                ahead = builder.submit(_chunk_tables, following, loaded, in_use)
             while tables:  # each table let go of once dlt has written it
                 name, table = tables.pop()
                 yield dlt.mark.with_table_name(table, name)
                 del table
 
 
-def _chunk_tables(events: list[StoredEvent], loaded: pa.Array | None) -> list[tuple[str, pa.Table]]:
+def _chunk_tables(events: list[StoredEvent], loaded: pa.Array | None,
+                  in_use: set[str]) -> list[tuple[str, pa.Table]]:
     """A chunk's tables by name, without the rows of events already in the warehouse (a window
     loaded again after a crash)."""
     out = []
-    for name, table in tables_for(events).items():
+    for name, table in tables_for(events, in_use).items():
         if loaded is not None:
             table = table.filter(pc.invert(pc.is_in(table["_sgbridge_seq"], value_set=loaded)))
         if table.num_rows:

@@ -13,6 +13,9 @@ faster than Python dicts (1.31 here: 100,000 rows in 0.8 s against 29 s). A valu
 fit its field's type goes to a ``<field>__v_text`` column, as dlt's variant columns do. Custom
 args (any other top-level key) are text; JSON text when they are not strings.
 
+A table gets columns for at most ``MAX_COLUMNS`` fields (SendGrid's own always get theirs). Fields
+past the limit go to ``_sgbridge_overflow``, one JSON object per row (see ``MAX_COLUMNS``).
+
 Speed: the batch is built column by column (one Python list per column, filled by row index) and
 turned into one Arrow table, ``activity``; the per-type tables are filters of it, done by Arrow in
 C++. Building rows as dicts and converting each table separately cost five times as much.
@@ -56,6 +59,28 @@ _NOT_PLAIN_TEXT = frozenset(KNOWN_TYPES) | {"category"}  # fields a string value
 MAX_NESTING = 16
 # Fields that lead each table, in this order; the others follow as first seen.
 LEADING = ("_sgbridge_seq", "sg_event_id", "event", "email", "timestamp", "sg_message_id")
+# Most columns a table gets. PostgreSQL and Redshift take 1,600 columns per table, SQL Server
+# 1,024. A load that adds more fails, and dlt tries to add them again before every later load: one
+# event with thousands of custom args, or custom args with ever-new keys, blocked the warehouse for
+# good. Fields that find the table full go to OVERFLOW instead: per row, a JSON object of them.
+# SendGrid's own fields (../shared/reference/sendgrid-api.md §1) and the journal's always get their
+# column, so custom args cannot crowd them out: with them, dlt's load id and OVERFLOW, a table stays
+# under 1,000 columns.
+MAX_COLUMNS = 900
+OVERFLOW = "_sgbridge_overflow"
+SENDGRID_COLUMNS = frozenset({
+    "email", "timestamp", "event", "smtp_id", "sg_event_id", "sg_message_id", "category", "reason", "status",
+    "response", "attempt", "type", "bounce_classification", "ip", "tls", "cert_err", "useragent", "url",
+    "url_offset__index", "url_offset__type", "sg_content_type", "sg_machine_open", "asm_group_id", "pool__name",
+    "pool__id", "send_at", "marketing_campaign_id", "marketing_campaign_name", "marketing_campaign_version",
+    "marketing_campaign_split_id", "post_type", "sg_user_id", "singlesend_id", "singlesend_name", "mc_stats",
+    "phase_id", "template_id", "template_hash", "template_version_id", "sg_template_id", "sg_template_name",
+    "mc_auto_id", "mc_auto_name", "mc_auto_step_id", "mc_auto_msg_id", "mc_auto_unique_id", "mc_pod_id",
+    "newsletter__newsletter_user_list_id", "newsletter__newsletter_id", "newsletter__newsletter_send_id",
+    "domain", "from",
+})
+NEVER_OVERFLOW = SENDGRID_COLUMNS | {f"{name}__v_text" for name in KNOWN_TYPES} | {
+    "_sgbridge_seq", "_sgbridge_source", "_sgbridge_received_at"}
 
 
 def _int(value: Any) -> int:
@@ -153,9 +178,13 @@ class _Columns:
                 column_name_, coerced = coerce(name, value)
                 self.put(row, column_name_, coerced)
 
-    def table(self) -> pa.Table:
-        """The Arrow table, its columns named as dlt names them (see ``column_name``)."""
+    def table(self, in_use: set[str]) -> pa.Table:
+        """The Arrow table, its columns named as dlt names them (see ``column_name``).
+
+        ``in_use``: the table's columns so far; the new ones are added to it. Past ``MAX_COLUMNS``,
+        new fields go to ``OVERFLOW``."""
         arrays, names, taken = [], [], set()
+        overflow: list[dict[str, Any] | None] = []
         for field, values in self.data.items():
             if field in LEADING and all(v is None for v in values):
                 continue
@@ -164,14 +193,36 @@ class _Columns:
                 # Another field of this batch has the name, or a leading column (Email: email), or
                 # it is a typed column (Timestamp's values are text): a column of its own, as text.
                 name = _second_name(name, field)
+            if name == OVERFLOW or (name not in in_use and len(in_use) >= MAX_COLUMNS
+                                    and name not in NEVER_OVERFLOW):
+                _put_overflow(overflow, field, values)
+                continue
+            in_use.add(name)
             taken.add(name)
             names.append(name)
             arrays.append(pa.array(values, type=KNOWN_TYPES.get(name, _TEXT)))
+        if overflow:
+            in_use.add(OVERFLOW)
+            names.append(OVERFLOW)
+            arrays.append(pa.array([None if fields is None else _json(fields) for fields in overflow], _TEXT))
         return pa.Table.from_arrays(arrays, names=names)
 
 
-def activity_table(events: Sequence[StoredEvent]) -> pa.Table:
-    """Every event of the batch as one row of ``activity``."""
+def _put_overflow(rows: list[dict[str, Any] | None], field: str, values: list[Any]) -> None:
+    """Add a field's values to the per-row objects of ``OVERFLOW`` (rare: off the hot path)."""
+    if not rows:
+        rows.extend([None] * len(values))
+    for row, value in enumerate(values):
+        if value is not None:
+            fields = rows[row]
+            if fields is None:
+                fields = rows[row] = {}
+            fields[field] = value
+
+
+def activity_table(events: Sequence[StoredEvent], in_use: set[str] | None = None) -> pa.Table:
+    """Every event of the batch as one row of ``activity``; ``in_use``: its columns so far (those
+    the batch adds are added to it)."""
     columns = _Columns(len(events))
     for row, stored in enumerate(events):
         event = orjson.loads(stored.body)
@@ -180,7 +231,7 @@ def activity_table(events: Sequence[StoredEvent]) -> pa.Table:
     columns.data["_sgbridge_seq"] = [stored.seq for stored in events]  # after the event's fields: these win
     columns.data["_sgbridge_source"] = [stored.source for stored in events]
     columns.data["_sgbridge_received_at"] = [stored.received_at for stored in events]
-    return columns.table()
+    return columns.table(set() if in_use is None else in_use)
 
 
 def _without_empty_columns(table: pa.Table) -> pa.Table:
@@ -188,11 +239,12 @@ def _without_empty_columns(table: pa.Table) -> pa.Table:
     return table.select(keep)
 
 
-def tables_for(events: Sequence[StoredEvent]) -> dict[str, pa.Table]:
-    """Every table a batch of events goes to, ``activity`` included."""
+def tables_for(events: Sequence[StoredEvent], in_use: set[str] | None = None) -> dict[str, pa.Table]:
+    """Every table a batch of events goes to, ``activity`` included; ``in_use``: the columns
+    ``activity`` has so far (per-type tables have some of them), updated with the batch's."""
     if not events:
         return {}
-    activity = activity_table(events)
+    activity = activity_table(events, in_use)
     out: dict[str, pa.Table] = {}
     if "event" in activity.column_names:
         kinds = activity["event"]
