@@ -234,3 +234,20 @@ def test_fields_past_the_column_limit_go_to_the_overflow_column(any_warehouse: t
     assert again[:3] == ("again", "<late@x>", "Reputation")
     assert orjson.loads(again[3])["late_arg"] == "late"
     assert query("SELECT count(*) FROM sendgrid.activity") == [(7,)]
+
+
+def test_a_nul_character_does_not_stop_the_warehouse(any_warehouse: tuple[Any, Any], tmp_path: Path) -> None:
+    """PostgreSQL's text cannot hold NUL (JSON's \\u0000): one such value failed the load, and dlt
+    retried that load before every later one, for good. It becomes U+FFFD, the replacement character."""
+    destination, query = any_warehouse
+    plain = EventFactory(47).batch(4)
+    odd = {**plain[0], "sg_event_id": "nul", "email": "a\x00b@x.io", "note\x00": "x\x00y", "path": "c:\\u0000"}
+    loader = Warehouse(destination, tmp_path / "dlt").loader("sendgrid")
+    assert loader.load(_stored([odd, plain[1]])) == 2
+    assert loader.load(_stored(plain[2:], start=3)) == 2
+    from sgbridge.warehouse.tables import column_name
+
+    note = column_name("note\ufffd")  # the key's NUL replaced too, then named as dlt names it
+    rows = query(f"SELECT email, {note}, path FROM sendgrid.activity WHERE sg_event_id = 'nul'")
+    assert rows == [("a\ufffdb@x.io", "x\ufffdy", "c:\\u0000")]  # an escaped backslash is left alone
+    assert query("SELECT count(*) FROM sendgrid.activity") == [(4,)]
