@@ -29,7 +29,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from sgbridge.model import StoredEvent
 from sgbridge.warehouse.keeper import DuckDBKeeper
-from sgbridge.warehouse.tables import ACTIVITY, tables_for
+from sgbridge.warehouse.tables import ACTIVITY, TABLES, tables_for
 
 log = logging.getLogger(__name__)
 # Events turned into Arrow tables at once (about 120 MB of them). DuckDB writes an insert of at
@@ -85,7 +85,7 @@ class DatasetLoader:
         if not events:
             return 0
         with self.keeper or contextlib.nullcontext(), self.lock:
-            finish_interrupted_load(self.pipeline)
+            self._finish_or_abandon()
             done = self._loaded_seqs(min(e.seq for e in events), max(e.seq for e in events))
             fresh = sum(1 for e in events if e.seq not in done)
             if not fresh:
@@ -101,6 +101,35 @@ class DatasetLoader:
         table = self.pipeline.default_schema.tables.get(ACTIVITY)
         return set(table["columns"]) if table else set()
 
+    def _finish_or_abandon(self) -> None:
+        """Finish the load package an earlier attempt left (after a crash, or a failed load); if it
+        fails again, give it up (``_abandon``) rather than let it stop every later load: one refused
+        value did that, for good, while dlt called the error transient."""
+        try:
+            finish_interrupted_load(self.pipeline)
+        except Exception as exc:
+            log.error("%s: an unfinished load failed again and is given up; its events are loaded again "
+                      "from the journal: %s", self.pipeline.pipeline_name, exc)
+            self._abandon()
+
+    def _abandon(self) -> None:
+        """Give up the pending load packages, and take back the rows their finished jobs appended.
+
+        A package's tables load as separate jobs, so a failed one may have loaded some of them.
+        Aborting it alone left those rows: ``activity``'s rows made the check above skip the
+        window's events in every table when it was loaded again, and a per-type table's were
+        doubled. The rows go first: if this stops half-way, the package is still pending and the
+        next load gives it up again. Raises if the warehouse does not answer (the window waits)."""
+        load_ids = list(self.pipeline.list_normalized_load_packages())
+        if load_ids:
+            marks = ", ".join(["%s"] * len(load_ids))
+            with self.pipeline.sql_client() as client:
+                for name in TABLES:
+                    table = client.make_qualified_table_name(name)
+                    with contextlib.suppress(DestinationUndefinedEntity):  # not created yet
+                        client.execute_sql(f"DELETE FROM {table} WHERE _dlt_load_id IN ({marks})", *load_ids)
+        self.pipeline.abort_packages()
+
     def _run(self, tables: Iterator[Any]) -> None:
         """One dlt load (extract, normalize, load) of the window's tables."""
         rows = dlt.resource(tables, name=ACTIVITY, write_disposition="append")
@@ -108,11 +137,10 @@ class DatasetLoader:
             self.pipeline.run(rows)
         except PipelineStepFailed as exc:
             if isinstance(exc.exception, TerminalException):
-                # This package can never load (a bug, or data dlt refuses): drop it so later loads are
-                # not stuck behind it. Its events stay in the journal and are tried again.
-                log.error("%s: load failed for good, package dropped: %s", self.pipeline.pipeline_name,
-                          exc.exception)
-                self.pipeline.abort_packages()
+                # This package can never load (data dlt or the warehouse refuses, or a table changed
+                # under it): give it up now. Its events stay in the journal and are tried again.
+                log.error("%s: load refused, given up: %s", self.pipeline.pipeline_name, exc.exception)
+                self._abandon()
             raise
         if self.pipeline.has_pending_data:  # run() did not load everything: the window is retried
             raise RuntimeError(f"{self.pipeline.pipeline_name}: the load did not complete")
