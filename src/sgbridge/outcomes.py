@@ -12,6 +12,9 @@ from dataclasses import dataclass
 @dataclass(frozen=True, slots=True)
 class Delivered:
     status_code: int = 200
+    # (seq, reason) of events the destination refused one by one while it delivered the others
+    # (the warehouse finds them itself: see destinations/warehouse.py); they are rejected.
+    refused: tuple[tuple[int, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ import pytest
 
 from sgbridge.emulators.event_factory import EventFactory
 from sgbridge.model import StoredEvent
-from sgbridge.warehouse.loader import Warehouse
+from sgbridge.warehouse.loader import LoadRefused, Warehouse
 from sgbridge.warehouse.tables import EVENT_TABLES
 from tests.conftest import BridgeFactory, postgres_database
 
@@ -275,7 +275,7 @@ def test_a_refused_load_neither_blocks_later_loads_nor_leaves_rows_behind(any_wa
     loader = Warehouse(destination, tmp_path / "dlt").loader("sendgrid")
     assert loader.load(_stored(events[:20])) == 20
     sql("ALTER TABLE sendgrid._open ALTER sg_event_id TYPE INTEGER USING 0")
-    with pytest.raises(PipelineStepFailed):
+    with pytest.raises((PipelineStepFailed, LoadRefused)):
         loader.load(_stored(window, start=21))
     assert loader.load(_stored(later, start=41)) == len(later)  # no open event: nothing refuses these
     sql("ALTER TABLE sendgrid._open ALTER sg_event_id TYPE VARCHAR")
@@ -289,3 +289,84 @@ def test_a_refused_load_neither_blocks_later_loads_nor_leaves_rows_behind(any_wa
         if kinds[kind]:
             assert sql(f"SELECT count(*), count(DISTINCT _sgbridge_seq) FROM sendgrid.{table}") == [
                 (kinds[kind], kinds[kind])], table
+
+
+@pytest.mark.parametrize("kind", ["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def test_an_event_the_warehouse_refuses_is_set_aside_and_the_rest_loads(
+        kind: str, bridge_factory: BridgeFactory, tmp_path: Path) -> None:
+    """A window the warehouse refuses because of one event (here the operator narrowed a column to
+    SMALLINT, and one event's value does not fit) used to wait, and every window behind it, until
+    the maximum age (3 days). Now the window is split down to that event, which is rejected (a dead
+    letter, with the warehouse's reason), and the others load, each once."""
+    import psycopg
+
+    env = {"SGBRIDGE_WAREHOUSE__ENABLED": "true", "SGBRIDGE_WAREHOUSE__FLUSH_SECONDS": "0.1"}
+    path = tmp_path / "sgbridge.duckdb"
+    sql: Any = None
+    if kind == "postgres":
+        url = next(iter(pg_database := postgres_database())).replace(
+            "postgresql://postgres@", "postgresql://postgres:unused@", 1)
+        env |= {"SGBRIDGE_WAREHOUSE__DESTINATION": "postgres", "SGBRIDGE_WAREHOUSE__CREDENTIALS": url}
+
+        def sql(query: str) -> list[tuple[Any, ...]]:
+            with psycopg.connect(url) as conn:
+                cursor = conn.execute(query)
+                return cursor.fetchall() if cursor.description else []
+    else:
+        def sql(query: str) -> list[tuple[Any, ...]]:
+            with duckdb.connect(str(path)) as conn:
+                return conn.execute(query).fetchall()
+
+    first, second = EventFactory(49).batch(40), EventFactory(50).batch(60)
+    poison = {**second[17], "asm_group_id": 100_000}  # fits BIGINT, not the narrowed column
+    second[17] = poison
+    try:
+        async with bridge_factory(**env) as h:
+            assert (await h.post(first)).status_code == 200
+            await _wait_loaded(h)
+        sql("ALTER TABLE sendgrid.activity ALTER asm_group_id TYPE SMALLINT")
+        async with bridge_factory(**env) as h:
+            assert (await h.post(second)).status_code == 200
+            await _wait_loaded(h, timeout=120)
+            dead = h.bridge.journal.dead_letters("warehouse")
+
+        assert [d["sg_event_id"] for d in dead] == [poison["sg_event_id"]]
+        assert "refused" in dead[0]["reason"] and dead[0]["status"] == "rejected"
+        loaded = sql("SELECT sg_event_id FROM sendgrid.activity")
+        expected = [e["sg_event_id"] for e in first + second if e is not poison]
+        assert sorted(r[0] for r in loaded) == sorted(expected)  # every other event, once
+        for table in {EVENT_TABLES[e["event"]] for e in second if e["event"] in EVENT_TABLES}:
+            ids = [r[0] for r in sql(f"SELECT sg_event_id FROM sendgrid.{table}")]
+            assert len(ids) == len(set(ids)) and poison["sg_event_id"] not in ids, table
+    finally:
+        if kind == "postgres":
+            pg_database.close()  # drops the database (the generator's cleanup)
+
+
+async def test_a_warehouse_that_refuses_everything_rejects_nothing(bridge_factory: BridgeFactory,
+                                                                   tmp_path: Path) -> None:
+    """Refused one by one with nothing loaded is no proof against an event: a warehouse that takes
+    nothing (here every event's id no longer fits its column) delays the window; once it is fixed,
+    everything loads."""
+    env = {"SGBRIDGE_WAREHOUSE__ENABLED": "true", "SGBRIDGE_WAREHOUSE__FLUSH_SECONDS": "0.1"}
+    path = tmp_path / "sgbridge.duckdb"
+
+    def sql(query: str) -> list[tuple[Any, ...]]:
+        with duckdb.connect(str(path)) as conn:
+            return conn.execute(query).fetchall()
+
+    first, second = EventFactory(51).batch(10), EventFactory(52).batch(30)
+    async with bridge_factory(**env) as h:
+        assert (await h.post(first)).status_code == 200
+        await _wait_loaded(h)
+    sql("ALTER TABLE sendgrid.activity ALTER sg_event_id TYPE INTEGER USING 0")
+    async with bridge_factory(**env) as h:
+        assert (await h.post(second)).status_code == 200
+        await anyio.sleep(6)  # several searches: backoff is at most 0.5 s in tests
+        assert h.bridge.journal.dead_letters("warehouse") == []
+        stats = await h.bridge.journal.stats_async()
+        assert stats["cursors"].get("warehouse", 0) == len(first)  # the window waits
+    sql("ALTER TABLE sendgrid.activity ALTER sg_event_id TYPE VARCHAR")
+    async with bridge_factory(**env) as h:
+        await _wait_loaded(h)
+    assert sql("SELECT count(*), count(DISTINCT _sgbridge_seq) FROM sendgrid.activity") == [(40, 40)]

@@ -131,8 +131,10 @@ class DeliveryWorker:
         if isinstance(outcome, Delivered):
             done = time.time()
             hist = metrics.DELIVERY_LATENCY.labels(self.destination.name)
+            refused = {seq for seq, _ in outcome.refused}
             for m in batch.messages:
-                hist.observe(done - m.received_at)
+                if m.seq not in refused:
+                    hist.observe(done - m.received_at)
         return outcome
 
     async def _deliver(self, window: Window, batch: Batch) -> list[OutcomeRecord]:
@@ -144,6 +146,7 @@ class DeliveryWorker:
             current = queue.pop()
             outcome = await self._attempt(current)
             if isinstance(outcome, Delivered):
+                rejected.extend(OutcomeRecord(seq, REJECTED, reason, 400) for seq, reason in outcome.refused)
                 continue
             if isinstance(outcome, Rejected):
                 if outcome.status_code == 400 and len(current.messages) > 1:
@@ -240,7 +243,9 @@ class DeliveryWorker:
             outcome = await self._attempt(batch)
             seqs = [m.seq for m in batch.messages]
             if isinstance(outcome, Delivered):
-                records.extend(OutcomeRecord(s, DELIVERED, "delivered on replay", outcome.status_code) for s in seqs)
+                refused = dict(outcome.refused)
+                records.extend(OutcomeRecord(s, REJECTED, refused[s], 400) if s in refused else
+                               OutcomeRecord(s, DELIVERED, "delivered on replay", outcome.status_code) for s in seqs)
             elif isinstance(outcome, Retry):
                 at = time.time() + backoff_delay(1, self.settings, outcome.after)
                 retry_at.update((s, at) for s in seqs)

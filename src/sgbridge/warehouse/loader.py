@@ -39,6 +39,11 @@ log = logging.getLogger(__name__)
 CHUNK_EVENTS = 122_880
 
 
+class LoadRefused(Exception):
+    """The warehouse answered and refused this load; loading the same rows again will not help.
+    Nothing of it is left pending or loaded (see ``DatasetLoader._abandon``)."""
+
+
 def finish_interrupted_load(pipeline: Any) -> None:
     """Complete a load package an earlier attempt left (dlt resumes its unfinished jobs).
 
@@ -85,12 +90,21 @@ class DatasetLoader:
         if not events:
             return 0
         with self.keeper or contextlib.nullcontext(), self.lock:
-            self._finish_or_abandon()
+            gave_up = self._finish_or_abandon()
             done = self._loaded_seqs(min(e.seq for e in events), max(e.seq for e in events))
             fresh = sum(1 for e in events if e.seq not in done)
             if not fresh:
                 return 0
-            self._run(_window_tables(events, done, self._columns_in_use))
+            try:
+                self._run(_window_tables(events, done, self._columns_in_use))
+            except PipelineStepFailed as exc:
+                # Refused: the rows could not be built or written (extract and normalize are local
+                # steps, the warehouse plays no part), or the load failed as the one given up above
+                # did (usually the same window, tried again), while the warehouse answers.
+                if exc.step not in ("extract", "normalize") and not gave_up:
+                    raise
+                self._abandon()
+                raise LoadRefused(f"{exc.step}: {exc.exception}") from exc
             self._index()
             return fresh
 
@@ -101,16 +115,18 @@ class DatasetLoader:
         table = self.pipeline.default_schema.tables.get(ACTIVITY)
         return set(table["columns"]) if table else set()
 
-    def _finish_or_abandon(self) -> None:
+    def _finish_or_abandon(self) -> bool:
         """Finish the load package an earlier attempt left (after a crash, or a failed load); if it
         fails again, give it up (``_abandon``) rather than let it stop every later load: one refused
-        value did that, for good, while dlt called the error transient."""
+        value did that, for good, while dlt called the error transient. True if it was given up."""
         try:
             finish_interrupted_load(self.pipeline)
         except Exception as exc:
             log.error("%s: an unfinished load failed again and is given up; its events are loaded again "
                       "from the journal: %s", self.pipeline.pipeline_name, exc)
             self._abandon()
+            return True
+        return False
 
     def _abandon(self) -> None:
         """Give up the pending load packages, and take back the rows their finished jobs appended.
@@ -141,6 +157,7 @@ class DatasetLoader:
                 # under it): give it up now. Its events stay in the journal and are tried again.
                 log.error("%s: load refused, given up: %s", self.pipeline.pipeline_name, exc.exception)
                 self._abandon()
+                raise LoadRefused(str(exc.exception)) from exc
             raise
         if self.pipeline.has_pending_data:  # run() did not load everything: the window is retried
             raise RuntimeError(f"{self.pipeline.pipeline_name}: the load did not complete")
