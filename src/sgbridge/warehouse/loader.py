@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -216,7 +217,14 @@ class Warehouse:
 
     def loader(self, dataset: str) -> DatasetLoader:
         if dataset not in self._loaders:
-            pipeline = dlt.pipeline(pipeline_name=f"{self.prefix}_{dataset}", destination=self.destination,
+            name = f"{self.prefix}_{dataset}"
+            # A failed load job is retried by sgbridge: the next load finishes the pending load, or
+            # gives it up and loads the rows afresh, and the window itself is retried with backoff.
+            # dlt's own retries within a load (5, a second or more apart) made each refused load take
+            # several seconds, and the search for an event the warehouse refuses take minutes. Set
+            # for these pipelines only (dlt reads settings by pipeline name): the object sync keeps them.
+            os.environ.setdefault(f"{name.upper()}__LOAD__RAISE_ON_MAX_RETRIES", "1")
+            pipeline = dlt.pipeline(pipeline_name=name, destination=self.destination,
                                     dataset_name=dataset, pipelines_dir=str(self.pipelines_dir))
             self._loaders[dataset] = DatasetLoader(pipeline, self.load_lock, self.keeper)
         return self._loaders[dataset]
