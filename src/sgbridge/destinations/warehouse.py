@@ -7,10 +7,12 @@ Loads run in a worker thread so ingestion keeps its event loop.
 A load the warehouse refuses (``LoadRefused``) is split in halves, and those it refuses again in
 halves, down to single events, so that one event the warehouse will not take does not hold the
 window (and every window behind it) until the maximum age. An event refused alone is rejected
-only once some other part of the window has loaded: a warehouse that refuses everything (a
-permission taken away) must delay the window, not reject it. The search also stops, and the
-window waits, after more refusals in a row than one bad event explains (twice the halvings from
-the window down to one event, plus two).
+only if some other part of the window is in the warehouse (loaded in this search, or before): a
+warehouse that refuses everything (a permission taken away) must delay the window, not reject it.
+The search also stops, and the window waits, after more refusals than a few bad events explain:
+in a row, twice the halvings from the window down to one event, plus two; in all, four times
+plus eight (80 loads for 200,000 events). A table that refuses many events is for an operator
+to fix; its events wait for that, rather than becoming dead letters one by one.
 """
 
 from __future__ import annotations
@@ -42,9 +44,13 @@ class LoadBatch:
 class _Search:
     """The state of one window's search for the events the warehouse refuses."""
 
-    refusals_allowed: int
+    refusals_allowed: int  # in a row: more than one bad event explains
+    loads_left: int  # in all: more than a few bad events need
     refused_in_a_row: int = 0
-    loaded: bool = False
+    loaded: bool = False  # some part of the window is in the warehouse (loaded now, or before)
+
+    def took(self) -> None:
+        self.loaded, self.refused_in_a_row = True, 0
 
 
 class WarehouseDestination:
@@ -69,38 +75,44 @@ class WarehouseDestination:
 
     def _load_sorting_out(self, events: list[StoredEvent]) -> list[tuple[int, str]]:
         """Load the events; (seq, reason) of those the warehouse refuses alone (see the module)."""
-        search = _Search(refusals_allowed=2 * max(1, len(events)).bit_length() + 2)
+        halvings = max(1, len(events)).bit_length()
+        search = _Search(refusals_allowed=2 * halvings + 2, loads_left=4 * halvings + 8)
         refused = self._load_part(events, search)
         if refused and not search.loaded:
             raise LoadRefused(f"every part refused, none loaded: {refused[0][1]}")
         return refused
 
     def _load_part(self, events: list[StoredEvent], search: _Search) -> list[tuple[int, str]]:
+        search.loads_left -= 1
         try:
             try:
-                loaded = self._load(events)
+                self._load(events, search)
             except PipelineStepFailed:
                 # dlt kept the failed load pending. Once more, now: the load is finished (a passing
                 # fault), or given up and the rows loaded afresh, which are refused if they fail again.
-                loaded = self._load(events)
+                self._load(events, search)
         except LoadRefused as exc:
             search.refused_in_a_row += 1
-            if search.refused_in_a_row > search.refusals_allowed:
-                raise  # more refusals in a row than bad events explain: the warehouse refuses everything
+            if search.refused_in_a_row > search.refusals_allowed or search.loads_left <= 0:
+                # More refusals than a few bad events explain: the warehouse (or a whole table)
+                # refuses, and the window waits for it to be fixed. What loaded meanwhile stays.
+                raise
             if len(events) == 1:
                 return [(events[0].seq, f"the warehouse refused this event: {str(exc)[:300]}")]
             half = len(events) // 2
             return self._load_part(events[:half], search) + self._load_part(events[half:], search)
-        if loaded:  # rows loaded, not merely found there already: the warehouse takes data
-            search.loaded, search.refused_in_a_row = True, 0
         return []
 
-    def _load(self, events: list[StoredEvent]) -> int:
-        """Load the events not in the warehouse yet; how many were loaded."""
+    def _load(self, events: list[StoredEvent], search: _Search | None = None) -> None:
+        """Load the events not in the warehouse yet (``search`` is told of each dataset's part
+        that is in the warehouse now: loaded, or found there already)."""
         by_dataset: dict[str, list[StoredEvent]] = {}
         for event in events:
             by_dataset.setdefault(self.settings.warehouse_dataset_for(event.source), []).append(event)
-        return sum(self.warehouse.loader(dataset).load(group) for dataset, group in by_dataset.items())
+        for dataset, group in by_dataset.items():
+            self.warehouse.loader(dataset).load(group)
+            if search is not None:
+                search.took()
 
     async def send(self, batch: LoadBatch) -> Outcome:
         # shield: a cancelled worker must not leave a load running unseen; close() waits for it.
@@ -118,7 +130,7 @@ class WarehouseDestination:
         # A load still running when its worker stopped ends with nobody awaiting it: its error is
         # taken here (asyncio would report it as never retrieved); the window is loaded again later.
         if not loading.cancelled() and (error := loading.exception()) is not None:
-            log.info("a warehouse load that ended after its worker stopped failed: %s", str(error)[:300])
+            log.debug("warehouse load failed: %s", str(error)[:300])
 
     async def close(self) -> None:
         """Wait for loads still running in their threads (at shutdown)."""

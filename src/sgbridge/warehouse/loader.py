@@ -29,6 +29,7 @@ from dlt.common.exceptions import TerminalException
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from sgbridge.model import StoredEvent
+from sgbridge.warehouse.abandon import abandon, forget_abandoned
 from sgbridge.warehouse.keeper import DuckDBKeeper
 from sgbridge.warehouse.tables import ACTIVITY, TABLES, tables_for
 
@@ -91,6 +92,7 @@ class DatasetLoader:
         if not events:
             return 0
         with self.keeper or contextlib.nullcontext(), self.lock:
+            forget_abandoned(self.pipeline)  # an earlier give-up that did not finish
             gave_up = self._finish_or_abandon()
             done = self._loaded_seqs(min(e.seq for e in events), max(e.seq for e in events))
             fresh = sum(1 for e in events if e.seq not in done)
@@ -130,22 +132,9 @@ class DatasetLoader:
         return False
 
     def _abandon(self) -> None:
-        """Give up the pending load packages, and take back the rows their finished jobs appended.
-
-        A package's tables load as separate jobs, so a failed one may have loaded some of them.
-        Aborting it alone left those rows: ``activity``'s rows made the check above skip the
-        window's events in every table when it was loaded again, and a per-type table's were
-        doubled. The rows go first: if this stops half-way, the package is still pending and the
-        next load gives it up again. Raises if the warehouse does not answer (the window waits)."""
-        load_ids = list(self.pipeline.list_normalized_load_packages())
-        if load_ids:
-            marks = ", ".join(["%s"] * len(load_ids))
-            with self.pipeline.sql_client() as client:
-                for name in TABLES:
-                    table = client.make_qualified_table_name(name)
-                    with contextlib.suppress(DestinationUndefinedEntity):  # not created yet
-                        client.execute_sql(f"DELETE FROM {table} WHERE _dlt_load_id IN ({marks})", *load_ids)
-        self.pipeline.abort_packages()
+        """Give up the pending load packages, and the rows their finished jobs appended (see
+        abandon.py). Raises if the warehouse does not answer (the window waits)."""
+        abandon(self.pipeline, TABLES)
 
     def _run(self, tables: Iterator[Any]) -> None:
         """One dlt load (extract, normalize, load) of the window's tables."""
