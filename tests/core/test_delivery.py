@@ -134,3 +134,18 @@ async def test_an_event_can_be_followed_from_request_to_response(bridge_factory:
     segment = view["destinations"]["segment"]
     assert segment["outcome"] == "delivered"
     assert [a["status_code"] for a in segment["attempts"]] == [200]
+
+
+async def test_a_send_longer_than_the_lease_keeps_its_claim(bridge_factory: BridgeFactory) -> None:
+    """A claim whose lease ran out is taken over, by another process or another lane of this one.
+    While a send is still under way (Segment answers after 4 s here, the lease is 1.5 s), the
+    worker renews the lease, so the window is not sent a second time beside the first."""
+    events = EventFactory(14).batch(20)
+    async with bridge_factory(SGBRIDGE_DELIVERY__LEASE_SECONDS="1.5") as h:
+        await h.fault({"delay": 4, "count": 1})
+        await h.post(events)
+        await anyio.sleep(3)  # the send is still waiting for Segment, past the lease
+        assert await h.bridge.journal.claim_window("segment", "another-process", 100, 30) is None
+        await h.wait_delivered(_forwardable(events))
+        await anyio.sleep(2)  # past the slow answer: a second send would have arrived by now
+        assert (h.segment.requests, h.segment.duplicates) == (1, 0)  # sent once

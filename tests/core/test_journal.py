@@ -70,6 +70,18 @@ async def test_expired_claim_is_taken_over(journal: Journal) -> None:
     assert [e.seq for e in taken.events] == [1, 2]
 
 
+async def test_a_claim_is_renewed_only_by_its_owner(journal: Journal) -> None:
+    await journal.append(_request(["x", "y"]))
+    window = await journal.claim_window("dest", "p1", 10, lease=0.05)
+    assert window is not None
+    assert await journal.renew_claim(window.claim_id, "p2", 30) is False  # not its claim
+    assert await journal.renew_claim(window.claim_id, "p1", 30) is True
+    time.sleep(0.1)  # past the first lease: renewed, so nobody takes it over
+    assert await journal.claim_window("dest", "p2", 10, lease=30) is None
+    await journal.complete_window(window, [])
+    assert await journal.renew_claim(window.claim_id, "p1", 30) is False  # done
+
+
 async def test_dead_letters_replay_and_settle(journal: Journal) -> None:
     await journal.append(_request(["p", "q", "r"]))
     window = await journal.claim_window("dest", "p1", 10, 30)

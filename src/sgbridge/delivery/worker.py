@@ -137,6 +137,29 @@ class DeliveryWorker:
                     hist.observe(done - m.received_at)
         return outcome
 
+    async def _attempt_holding(self, window: Window, batch: Batch) -> Any:
+        """``_attempt``, renewing the window's claim while the send lasts. A warehouse load, or its
+        search for refused events, can outlast the lease; another process would then take the
+        window over and send it again beside this one (on PostgreSQL, several processes share the
+        journal)."""
+        renewing = asyncio.create_task(self._renew(window))
+        try:
+            return await self._attempt(batch)
+        finally:
+            renewing.cancel()
+
+    async def _renew(self, window: Window) -> None:
+        lease = self.settings.lease_seconds
+        while True:
+            await asyncio.sleep(lease / 3)
+            try:
+                if not await self.journal.renew_claim(window.claim_id, self.owner, lease):
+                    log.warning("%s: claim %d was taken over while it was being sent", self.destination.name,
+                                window.claim_id)
+                    return
+            except Exception:  # the journal is busy or down: try again at the next beat
+                log.exception("%s: could not renew claim %d", self.destination.name, window.claim_id)
+
     async def _deliver(self, window: Window, batch: Batch) -> list[OutcomeRecord]:
         """Send one batch until it is settled; returns the rejected events' records."""
         rejected: list[OutcomeRecord] = []
@@ -144,7 +167,7 @@ class DeliveryWorker:
         failures = 0
         while queue:
             current = queue.pop()
-            outcome = await self._attempt(current)
+            outcome = await self._attempt_holding(window, current)
             if isinstance(outcome, Delivered):
                 rejected.extend(OutcomeRecord(seq, REJECTED, reason, 400) for seq, reason in outcome.refused)
                 continue
@@ -197,10 +220,12 @@ class DeliveryWorker:
         destination = cast(EventDestination, self.destination)
         pending = [e for e in window.events if destination.consumes(e.source)]
         destination.begin(window.claim_id, pending)  # before any await: windows register in claim order
+        renewing = asyncio.create_task(self._renew(window))  # import jobs can outlast the lease
         try:
             records = await self._settle_pending(window, destination, pending)
             await self.journal.complete_window(window, records)
         finally:
+            renewing.cancel()
             destination.end(window.claim_id)
         self._count(len(pending), records)
 

@@ -152,6 +152,17 @@ class Journal:
 
         await self.run(job)
 
+    async def renew_claim(self, claim_id: int, owner: str, lease: float) -> bool:
+        """Keep a claim while its window is still being sent; False if it was taken over."""
+        q = self.q
+
+        def job(conn: Any) -> bool:
+            cursor = conn.execute(q("UPDATE claims SET expires_at = ? WHERE id = ? AND owner = ? AND done = 0"),
+                                  (time.time() + lease, claim_id, owner))
+            return bool(cursor.rowcount)
+
+        return await self.run(job)
+
     async def record_attempts(self, attempts: Sequence[AttemptRecord]) -> None:
         rows = [(a.destination, a.started_at, a.duration_ms, a.url, a.status_code, a.outcome, a.detail[:2000],
                  len(a.seqs), min(a.seqs), max(a.seqs), orjson.dumps(a.seqs).decode()) for a in attempts if a.seqs]
