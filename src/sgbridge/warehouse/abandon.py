@@ -62,6 +62,14 @@ def forget_abandoned(pipeline: Any) -> None:
     record.unlink()
 
 
+def under_way_when_stopped(pipeline: Any) -> bool:
+    """Whether a pending load package has a job that was running when the process stopped. Its
+    rows may be in already (the insert committed, dlt had not yet marked the job done), and dlt
+    would run it again: such a package must be given up, not finished."""
+    return any(pipeline.get_load_package_info(load_id).jobs.get("started_jobs")
+               for load_id in pipeline.list_normalized_load_packages())
+
+
 def _written(pipeline: Any, load_id: str, tables: Collection[str]) -> list[str]:
     """The tables of ``tables`` that the package's jobs may have written rows to."""
     jobs = pipeline.get_load_package_info(load_id).jobs

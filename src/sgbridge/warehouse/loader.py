@@ -29,7 +29,7 @@ from dlt.common.exceptions import TerminalException
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from sgbridge.model import StoredEvent
-from sgbridge.warehouse.abandon import abandon, forget_abandoned
+from sgbridge.warehouse.abandon import abandon, forget_abandoned, under_way_when_stopped
 from sgbridge.warehouse.keeper import DuckDBKeeper
 from sgbridge.warehouse.tables import ACTIVITY, TABLES, tables_for
 
@@ -121,7 +121,17 @@ class DatasetLoader:
     def _finish_or_abandon(self) -> bool:
         """Finish the load package an earlier attempt left (after a crash, or a failed load); if it
         fails again, give it up (``_abandon``) rather than let it stop every later load: one refused
-        value did that, for good, while dlt called the error transient. True if it was given up."""
+        value did that, for good, while dlt called the error transient. True if it was given up
+        because it failed again.
+
+        A load that was under way when the process stopped (kill -9) is given up rather than
+        finished: dlt would run its interrupted job again, and that job's rows could be in already
+        (seen: a per-type table with a window's rows twice)."""
+        if under_way_when_stopped(self.pipeline):
+            log.warning("%s: a load was under way when the process stopped; it is given up and its "
+                        "events loaded afresh", self.pipeline.pipeline_name)
+            self._abandon()
+            return False
         try:
             finish_interrupted_load(self.pipeline)
         except Exception as exc:
