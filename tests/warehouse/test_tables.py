@@ -106,10 +106,14 @@ def test_bodies_that_are_not_objects_still_get_a_row() -> None:
     assert tables["_open"].num_rows == 1
 
 
-def test_an_event_cannot_overwrite_the_journal_columns() -> None:
-    stored = _stored([{"event": "open", "_sgbridge_seq": 99, "_sgbridge_source": "forged"}])
-    row = tables_for(stored)[ACTIVITY].to_pylist()[0]
+def test_an_event_cannot_overwrite_the_journal_or_dlt_columns_and_keeps_its_fields() -> None:
+    event = {"event": "open", "_sgbridge_seq": 99, "_sgbridge_source": "forged", "_dlt_load_id": "mine",
+             "_dlt_id": "x"}
+    row = tables_for(_stored([event, {"event": "open"}]))[ACTIVITY].to_pylist()[0]
     assert (row["_sgbridge_seq"], row["_sgbridge_source"]) == (1, "default")
+    assert "_dlt_load_id" not in row and "_dlt_id" not in row  # dlt's own columns (it adds the load id)
+    kept = {key.split("__dup_")[0]: value for key, value in row.items() if "__dup_" in key}
+    assert kept == {"_sgbridge_seq": "99", "_sgbridge_source": "forged", "_dlt_load_id": "mine", "_dlt_id": "x"}
 
 
 def test_deeply_nested_objects_are_flattened_16_levels_then_kept_as_json() -> None:

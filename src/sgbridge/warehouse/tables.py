@@ -80,8 +80,8 @@ SENDGRID_COLUMNS = frozenset({
     "newsletter__newsletter_user_list_id", "newsletter__newsletter_id", "newsletter__newsletter_send_id",
     "domain", "from",
 })
-NEVER_OVERFLOW = SENDGRID_COLUMNS | {f"{name}__v_text" for name in KNOWN_TYPES} | {
-    "_sgbridge_seq", "_sgbridge_source", "_sgbridge_received_at"}
+_JOURNAL_COLUMNS = ("_sgbridge_seq", "_sgbridge_source", "_sgbridge_received_at")
+NEVER_OVERFLOW = SENDGRID_COLUMNS | {f"{name}__v_text" for name in KNOWN_TYPES} | set(_JOURNAL_COLUMNS)
 
 
 def _int(value: Any) -> int:
@@ -190,9 +190,11 @@ class _Columns:
             if field in LEADING and all(v is None for v in values):
                 continue
             name = column_name(field)
-            if name != field and (name in _NOT_PLAIN_TEXT or name in self.data or name in taken):
+            if name.startswith("_dlt_") or (
+                    name != field and (name in _NOT_PLAIN_TEXT or name in self.data or name in taken)):
                 # Another field of this batch has the name, or a leading column (Email: email), or
-                # it is a typed column (Timestamp's values are text): a column of its own, as text.
+                # it is a typed column (Timestamp's values are text), or dlt's own (dlt wrote its
+                # load id over an event's `_dlt_load_id`): a column of its own, as text.
                 name = _second_name(name, field)
             if name == OVERFLOW or (name not in in_use and len(in_use) >= MAX_COLUMNS
                                     and name not in NEVER_OVERFLOW):
@@ -232,6 +234,10 @@ def activity_table(events: Sequence[StoredEvent], in_use: set[str] | None = None
         event = orjson.loads(body)
         if type(event) is dict:
             columns.put_event(row, event)
+    for own in _JOURNAL_COLUMNS:  # an event's own field of such a name is kept, in a column of its own
+        values = columns.data.get(own)
+        if values is not None and any(value is not None for value in values):
+            columns.data[_second_name(own, own)] = [None if value is None else _text(value) for value in values]
     columns.data["_sgbridge_seq"] = [stored.seq for stored in events]  # after the event's fields: these win
     columns.data["_sgbridge_source"] = [stored.source for stored in events]
     columns.data["_sgbridge_received_at"] = [stored.received_at for stored in events]
