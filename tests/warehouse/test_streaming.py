@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,29 @@ async def test_events_land_in_per_type_tables_and_activity(bridge_factory: Bridg
     assert "smtp_id" in columns  # SendGrid's "smtp-id", as dlt names it
 
 
+def _with_password(url: str) -> str:
+    """dlt's PostgreSQL credentials require a password; the test server trusts local connections."""
+    return url.replace("postgresql://postgres@", "postgresql://postgres:unused@", 1)
+
+
+def _sql_on_duckdb(path: Path) -> Callable[[str], list[tuple[Any, ...]]]:
+    """Runs a statement on the DuckDB file (read-write: tests change tables under sgbridge)."""
+    def run(sql: str) -> list[tuple[Any, ...]]:
+        with duckdb.connect(str(path)) as conn:
+            return conn.execute(sql).fetchall()
+    return run
+
+
+def _sql_on_postgres(url: str) -> Callable[[str], list[tuple[Any, ...]]]:
+    import psycopg
+
+    def run(sql: str) -> list[tuple[Any, ...]]:
+        with psycopg.connect(url) as conn:
+            cursor = conn.execute(sql)
+            return cursor.fetchall() if cursor.description else []
+    return run
+
+
 def _stored(events: list[dict[str, Any]], source: str = "default", start: int = 1) -> list[StoredEvent]:
     return [StoredEvent(start + i, source, str(e["event"]), time.time(), b"k", orjson.dumps(e))
             for i, e in enumerate(events)]
@@ -115,9 +138,8 @@ async def test_named_source_gets_its_own_dataset(bridge_factory: BridgeFactory, 
 
 @pytest.fixture
 def pg_warehouse() -> Iterator[str]:
-    # dlt's PostgreSQL credentials require a password; the test server trusts local connections.
     for url in postgres_database():
-        yield url.replace("postgresql://postgres@", "postgresql://postgres:unused@", 1)
+        yield _with_password(url)
 
 
 @pytest.mark.postgres
@@ -189,24 +211,10 @@ def any_warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tu
 
     if request.param == "duckdb":
         path = tmp_path / "w.duckdb"
-
-        def on_duckdb(sql: str) -> list[tuple[Any, ...]]:
-            with duckdb.connect(str(path)) as conn:
-                return conn.execute(sql).fetchall()
-
-        yield dlt.destinations.duckdb(str(path)), on_duckdb
+        yield dlt.destinations.duckdb(str(path)), _sql_on_duckdb(path)
         return
-    import psycopg
-
     for url in postgres_database():
-        url = url.replace("postgresql://postgres@", "postgresql://postgres:unused@", 1)
-
-        def query(sql: str, url: str = url) -> list[tuple[Any, ...]]:
-            with psycopg.connect(url) as conn:
-                cursor = conn.execute(sql)
-                return cursor.fetchall() if cursor.description else []
-
-        yield dlt.destinations.postgres(url), query
+        yield dlt.destinations.postgres(_with_password(url)), _sql_on_postgres(_with_password(url))
 
 
 def test_fields_past_the_column_limit_go_to_the_overflow_column(any_warehouse: tuple[Any, Any],
@@ -298,24 +306,12 @@ async def test_an_event_the_warehouse_refuses_is_set_aside_and_the_rest_loads(
     SMALLINT, and one event's value does not fit) used to wait, and every window behind it, until
     the maximum age (3 days). Now the window is split down to that event, which is rejected (a dead
     letter, with the warehouse's reason), and the others load, each once."""
-    import psycopg
-
     env = {"SGBRIDGE_WAREHOUSE__ENABLED": "true", "SGBRIDGE_WAREHOUSE__FLUSH_SECONDS": "0.1"}
-    path = tmp_path / "sgbridge.duckdb"
-    sql: Any = None
+    sql = _sql_on_duckdb(tmp_path / "sgbridge.duckdb")
     if kind == "postgres":
-        url = next(iter(pg_database := postgres_database())).replace(
-            "postgresql://postgres@", "postgresql://postgres:unused@", 1)
+        url = _with_password(next(iter(pg_database := postgres_database())))
         env |= {"SGBRIDGE_WAREHOUSE__DESTINATION": "postgres", "SGBRIDGE_WAREHOUSE__CREDENTIALS": url}
-
-        def sql(query: str) -> list[tuple[Any, ...]]:
-            with psycopg.connect(url) as conn:
-                cursor = conn.execute(query)
-                return cursor.fetchall() if cursor.description else []
-    else:
-        def sql(query: str) -> list[tuple[Any, ...]]:
-            with duckdb.connect(str(path)) as conn:
-                return conn.execute(query).fetchall()
+        sql = _sql_on_postgres(url)
 
     first, second = EventFactory(49).batch(40), EventFactory(50).batch(60)
     poison = {**second[17], "asm_group_id": 100_000}  # fits BIGINT, not the narrowed column
@@ -349,12 +345,7 @@ async def test_a_warehouse_that_refuses_everything_rejects_nothing(bridge_factor
     nothing (here every event's id no longer fits its column) delays the window; once it is fixed,
     everything loads."""
     env = {"SGBRIDGE_WAREHOUSE__ENABLED": "true", "SGBRIDGE_WAREHOUSE__FLUSH_SECONDS": "0.1"}
-    path = tmp_path / "sgbridge.duckdb"
-
-    def sql(query: str) -> list[tuple[Any, ...]]:
-        with duckdb.connect(str(path)) as conn:
-            return conn.execute(query).fetchall()
-
+    sql = _sql_on_duckdb(tmp_path / "sgbridge.duckdb")
     first, second = EventFactory(51).batch(10), EventFactory(52).batch(30)
     async with bridge_factory(**env) as h:
         assert (await h.post(first)).status_code == 200
