@@ -45,7 +45,7 @@ def expected_row(event: dict[str, Any], prefix: str = "", depth: int = 1) -> dic
             whole = value if type(value) is int else None
             if isinstance(value, bool) or (isinstance(value, float) and value.is_integer()):
                 whole = int(value)
-            elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            elif isinstance(value, str) and value.strip().lstrip("-").isdecimal():
                 whole = int(value.strip())
             if whole is None or not -(2**63) <= whole < 2**63:  # beyond BIGINT: kept as text
                 row[name + "__v_text"] = value if isinstance(value, str) else orjson.dumps(value).decode()

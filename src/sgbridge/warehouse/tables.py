@@ -92,7 +92,7 @@ def _int(value: Any) -> int:
         whole = value
     elif isinstance(value, float) and value.is_integer():
         whole = int(value)
-    elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    elif isinstance(value, str) and value.strip().lstrip("-").isdecimal():  # not isdigit: int("²") fails
         whole = int(value.strip())
     else:
         raise ValueError(value)
