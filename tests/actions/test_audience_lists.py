@@ -61,3 +61,20 @@ async def test_without_the_setting_events_are_refused_as_segment_does(tmp_path: 
         dead = h.app.state.bridge.journal.dead_letters("audiences", 10)
     assert lists == {}
     assert "external_audience_id" in dead[0]["reason"]
+
+
+async def test_ordinary_events_under_the_default_trigger_are_dropped_not_rejected(tmp_path: Path, sqlite_url: str,
+                                                                                   monkeypatch: Any) -> None:
+    """Segment's default trigger (every identify and track) also takes events that are no audience change."""
+    config = _config(tmp_path / "c.toml", "")
+    async with actions_bridge(config, sqlite_url, monkeypatch) as h:
+        await h.send({"type": "identify", "userId": "u1", "messageId": "plain-1", "traits": {"email": "a@x.com"}},
+                     {"type": "track", "userId": "u1", "messageId": "plain-2", "event": "Signed Up"},
+                     _audience(3, "ann@example.com", "churn_risk", True))
+        await h.settled(3, "audiences")
+        journal = h.app.state.bridge.journal
+        dead = journal.dead_letters("audiences", 10)
+        outcomes = journal.stats()["outcomes"]
+    assert [d["reason"] for d in dead if "external_audience_id" not in d["reason"]] == []
+    assert len(dead) == 1  # the audience event without a list id, refused as Segment refuses it
+    assert outcomes.get("audiences:dropped") == 2

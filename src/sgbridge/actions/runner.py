@@ -24,7 +24,7 @@ from sgbridge.actions.schema import PayloadInvalid
 from sgbridge.actions.sendgrid.api import Rejection, RequestHook, SendGridApi, Transient
 from sgbridge.actions.sendgrid.audience_lists import AudienceLists, needs_list, with_list_placeholder
 from sgbridge.actions.sendgrid.mail import run_mail
-from sgbridge.actions.sendgrid.plans import PLANNERS
+from sgbridge.actions.sendgrid.plans import PLANNERS, says_membership
 from sgbridge.actions.sendgrid.removals import run_list_removals
 from sgbridge.actions.sendgrid.suppressions import run_suppressions
 from sgbridge.actions.sendgrid.upserts import run_upserts
@@ -127,7 +127,15 @@ class ActionRunner:
     def _operations(self, sub: Subscribed, event: dict[str, Any]) -> list[Operation]:
         if sub.action.destination == "sendgrid-audiences":
             event = with_list_placeholder(event, self.settings)
-        payload = build_payload(sub.action, sub.compiled, event)
+        try:
+            payload = build_payload(sub.action, sub.compiled, event)
+        except PayloadInvalid:
+            if sub.action.key == "syncAudience" and not says_membership(sub.compiled(event), event):
+                # The default trigger takes every identify and track; an ordinary one is not for
+                # this action (dropped), not a bad audience event (rejected).
+                raise Skip("not an audience membership change: no Engage audience or journey step, and no "
+                           "boolean at the mapped audience key") from None
+            raise
         if sub.action.destination == "webhook":
             return plan_send(payload, self.settings)
         return PLANNERS[(sub.action.destination, sub.action.key)](payload, event, self.clock())

@@ -290,6 +290,17 @@ def membership(payload: dict[str, Any], event: dict[str, Any]) -> bool:
                f"{payload.get('segment_audience_key')!r}")
 
 
+def says_membership(mapped: Any, event: dict[str, Any]) -> bool:
+    """Whether an event (and its raw mapped fields) states an audience entry or exit at all."""
+    if engage_membership(event) is not None:
+        return True
+    if not isinstance(mapped, dict):
+        return False
+    holder = mapped.get("traits_or_props")
+    key = mapped.get("segment_audience_key")
+    return isinstance(holder, dict) and isinstance(key, str) and isinstance(holder.get(key), bool)
+
+
 def plan_sync_audience(payload: dict[str, Any], event: dict[str, Any]) -> list[Operation]:
     list_id = payload.get("external_audience_id")
     if list_id is None:
