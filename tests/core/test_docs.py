@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from click.testing import CliRunner
 
@@ -42,3 +43,40 @@ def test_every_readme_command_exists() -> None:
         result = runner.invoke(main, [*command, "--help"])
         assert result.exit_code == 0, (command, result.output)
         assert "sgbridge " + " ".join(command) in (ROOT / "README.md").read_text() or command == ["config-reference"]
+
+
+def _readme_toml() -> str:
+    text = (ROOT / "README.md").read_text()
+    blocks = text.split("```toml\n")[1:]
+    assert blocks, "README has a TOML example"
+    return blocks[0].split("```")[0]
+
+
+def test_the_readme_config_example_loads_and_loses_no_default_event(tmp_path: Path, monkeypatch: Any) -> None:
+    """A user who copies the example must not silently stop sending events the default sends."""
+    from sgbridge.settings import DEFAULT_EVENTS, load_settings
+
+    for name in ("SENDGRID_WEBHOOK_PUBLIC_KEY", "SENDGRID_API_KEY", "SEGMENT_WRITE_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    config = tmp_path / "example.toml"
+    config.write_text(_readme_toml().replace("MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE...", _A_PUBLIC_KEY))
+    settings = load_settings(config)
+    for name, source in settings.sources.items():
+        missing = [e for e in DEFAULT_EVENTS if e not in source.events]
+        assert not missing, f"the README's [sources.{name}] leaves out {missing}"
+
+
+_A_PUBLIC_KEY = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE83T4O/n84iotIvIW4mdBgQ/7dAfSmpqIM8kF9mN1flpVKS3GRqe62gw+2fNNRaINXvVpiglSI8eNEc6wEA3F+g=="  # SDK test vector
+
+
+def test_every_environment_variable_the_docs_name_is_read_by_the_code() -> None:
+    import re
+
+    code = "\n".join(p.read_text() for p in (ROOT / "src").rglob("*.py"))
+    docs = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    named = {(m, doc.name) for doc in docs for m in re.findall(r"\b(?:SENDGRID|SEGMENT|SGBRIDGE)_[A-Z0-9_]+",
+                                                               doc.read_text())}
+    unread = sorted((name, where) for name, where in named
+                    if name not in code and "__" not in name  # SGBRIDGE_<SECTION>__<KEY>: pydantic-settings
+                    and name not in ("SGBRIDGE_TEST_POSTGRES_URL", "SENDGRID_COLUMNS"))
+    assert unread == []
