@@ -88,13 +88,17 @@ def _segment_events(count: int) -> list[dict[str, Any]]:
     return events
 
 
-async def _post_segment_events(bridge_url: str, events: list[dict[str, Any]]) -> None:
+async def _post_segment_events(bridge_url: str, events: list[dict[str, Any]]) -> int:
+    """POST the events to the Tracking API; how many the bridge stored."""
     import httpx
 
+    stored = 0
     async with httpx.AsyncClient(auth=(DEMO_INBOUND_KEY, ""), timeout=30) as client:
         for start in range(0, len(events), 100):
             response = await client.post(f"{bridge_url}/v1/batch", json={"batch": events[start:start + 100]})
             response.raise_for_status()
+            stored += int(response.json()["stored"])
+    return stored
 
 
 def _free_socket() -> socket.socket:
@@ -155,7 +159,7 @@ async def run_demo(duration: float | None, rate: float, batch_size: int, databas
             segment_events = _segment_events(people)
             console.print(f"posting {len(segment_events)} Segment events for {people} people to the bridge's "
                           "Tracking API (/v1/batch) …")
-            await _post_segment_events(bridge_url, segment_events)
+            segment_stored = await _post_segment_events(bridge_url, segment_events)
             console.print(f"sending signed SendGrid webhooks at {rate:.0f} events/s"
                           + (f" for {duration:.0f}s" if duration else " until Ctrl-C") + " …")
             sender = WebhookSender(f"{bridge_url}/webhooks/sendgrid", keys.private_key, rate=rate,
@@ -177,10 +181,11 @@ async def run_demo(duration: float | None, rate: float, batch_size: int, databas
                 await asyncio.sleep(0.1)
                 stats = app.state.bridge.journal.stats(count_events=True)
             sendgrid.tick(force=True)
-            _report(console, summary, stats, segment)
+            _report(console, summary, stats, segment, segment_stored)
             sendgrid_summary = _report_sendgrid(console, sendgrid, newsletter.id)
             warehouse = await _report_warehouse(console, app.state.bridge, deadline + 30)
-            return {"sender": summary, "journal": stats, "segment": segment.stats(), "sendgrid": sendgrid_summary,
+            return {"sender": summary, "journal": stats, "stored": {"sendgrid": stats["events"] - segment_stored,
+                                                                    "segment": segment_stored}, "segment": segment.stats(), "sendgrid": sendgrid_summary,
                     "warehouse": warehouse}
 
 
@@ -238,7 +243,8 @@ def _report_sendgrid(console: Console, sendgrid: Any, list_id: str) -> dict[str,
     return summary
 
 
-def _report(console: Console, sender: dict[str, Any], journal: dict[str, Any], segment: Any) -> None:
+def _report(console: Console, sender: dict[str, Any], journal: dict[str, Any], segment: Any,
+            segment_stored: int) -> None:
     messages = segment.messages()
     names = Counter(m["event"] for m in messages)
     table = Table("Segment event", "count", title="What reached the Segment emulator")
@@ -249,9 +255,10 @@ def _report(console: Console, sender: dict[str, Any], journal: dict[str, Any], s
         f"SendGrid sent {sender['events_sent']} events ({sender['duplicates_sent']} duplicates, "
         f"{sender['changed_id_resends']} re-sent under a new id) for {sender['generated']} distinct events; "
         f"{sender['logical_acked']} acknowledged.\n"
-        f"The bridge stored {journal['events']} (duplicates removed) and dropped "
-        f"{sum(v for k, v in journal['outcomes'].items() if k.endswith(':dropped'))} by configuration "
-        f"(deferred is off by default).\n"
+        f"The bridge stored {journal['events'] - segment_stored} of them (duplicates removed), and the "
+        f"{segment_stored} Segment events above; it dropped "
+        f"{sum(v for k, v in journal['outcomes'].items() if k.startswith('segment:') and k.endswith(':dropped'))} "
+        f"SendGrid events by configuration (deferred is off by default).\n"
         f"Segment accepted {segment.accepted} track calls, {segment.duplicates} duplicate messageIds, "
         f"{segment.rejected} rejected.")
     if messages:

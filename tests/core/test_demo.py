@@ -21,6 +21,12 @@ async def test_demo_runs_both_directions(tmp_path: Path, monkeypatch: pytest.Mon
         result = await run_demo(2.0, rate=300, batch_size=20, database=tmp_path / "demo.db",
                                 console=Console(file=out, width=200))
     assert result["segment"]["accepted"] > 0
+    text = (tmp_path / "out.txt").read_text()
+    stored = result["stored"]
+    assert stored["segment"] == 300 + 100 + 30 and stored["sendgrid"] + stored["segment"] == result["journal"]["events"]
+    # the SendGrid figure printed beside "N distinct events" counts SendGrid's events alone
+    assert f"stored {stored['sendgrid']} of them" in text and f"the {stored['segment']} Segment events" in text
+    assert stored["sendgrid"] <= result["sender"]["generated"]
     assert result["sendgrid"] == {"contacts": 300, "newsletter_members": 100, "emails_sent": 30,
                                   "contact_puts": result["sendgrid"]["contact_puts"]}
     assert result["sendgrid"]["contact_puts"] < 30  # 300 contacts, merged into a few PUTs
