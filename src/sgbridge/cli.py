@@ -235,14 +235,11 @@ def dead_letters_list(config: str | None, destination: str | None, limit: int, a
     if not rows:
         click.echo("no dead letters")
         return
-    from rich.console import Console
-    from rich.table import Table
+    from sgbridge.cli_output import print_records
 
-    table = Table("id", "destination", "status", "event", "event id", "attempts", "reason")
-    for r in rows:
-        table.add_row(str(r["id"]), r["destination"], r["status"], str(r["event"]), str(r["sg_event_id"]),
-                      str(r["attempts"]), r["reason"])
-    Console().print(table)
+    print_records(("id", "destination", "status", "event", "event id", "attempts", "reason"),
+                  [(str(r["id"]), r["destination"], r["status"], str(r["event"]), str(r["sg_event_id"]),
+                    str(r["attempts"]), str(r["reason"])) for r in rows], long_columns=("event id", "reason"))
 
 
 @dead_letters.command("replay")

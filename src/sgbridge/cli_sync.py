@@ -130,19 +130,18 @@ def sync_history(config: str | None, source: str | None, limit: int, as_json: bo
     if not runs:
         click.echo("no sync runs yet")
         return
-    from rich.console import Console
-    from rich.table import Table
+    from sgbridge.cli_output import print_records
 
-    table = Table("run", "source", "trigger", "started", "duration", "status", "rows", "collections")
+    table: list[tuple[str, ...]] = []
     for run in runs:
         duration = "-" if run.finished_at is None else f"{run.finished_at - run.started_at:.1f} s"
         rows = sum(int(c.get("rows", 0)) for c in run.collections)
         detail = ", ".join(f"{c['collection']} {c['status']}" + (f" ({c['error'][:60]})" if c.get("error") else "")
                            for c in run.collections if c.get("status") != "synced")
-        table.add_row(str(run.id), run.source, run.trigger, time.strftime("%Y-%m-%d %H:%M:%S",
-                      time.localtime(run.started_at)), duration, run.status, f"{rows:,}",
-                      detail or "all synced")
-    Console().print(table)
+        table.append((str(run.id), run.source, run.trigger, time.strftime("%Y-%m-%d %H:%M:%S",
+                      time.localtime(run.started_at)), duration, run.status, f"{rows:,}", detail or "all synced"))
+    print_records(("run", "source", "trigger", "started", "duration", "status", "rows", "collections"), table,
+                  long_columns=("collections",))
 
 
 @click.command()

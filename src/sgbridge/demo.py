@@ -184,9 +184,9 @@ async def run_demo(duration: float | None, rate: float, batch_size: int, databas
             _report(console, summary, stats, segment, segment_stored)
             sendgrid_summary = _report_sendgrid(console, sendgrid, newsletter.id)
             warehouse = await _report_warehouse(console, app.state.bridge, deadline + 30)
-            return {"sender": summary, "journal": stats, "stored": {"sendgrid": stats["events"] - segment_stored,
-                                                                    "segment": segment_stored}, "segment": segment.stats(), "sendgrid": sendgrid_summary,
-                    "warehouse": warehouse}
+            stored = {"sendgrid": stats["events"] - segment_stored, "segment": segment_stored}
+            return {"sender": summary, "journal": stats, "stored": stored, "segment": segment.stats(),
+                    "sendgrid": sendgrid_summary, "warehouse": warehouse}
 
 
 async def _report_warehouse(console: Console, bridge: Any, deadline: float) -> dict[str, int]:

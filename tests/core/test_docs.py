@@ -66,7 +66,8 @@ def test_the_readme_config_example_loads_and_loses_no_default_event(tmp_path: Pa
         assert not missing, f"the README's [sources.{name}] leaves out {missing}"
 
 
-_A_PUBLIC_KEY = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE83T4O/n84iotIvIW4mdBgQ/7dAfSmpqIM8kF9mN1flpVKS3GRqe62gw+2fNNRaINXvVpiglSI8eNEc6wEA3F+g=="  # SDK test vector
+_A_PUBLIC_KEY = ("MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE83T4O/n84iotIvIW4mdBgQ/7dAfSmpqIM8kF9mN1flpVKS3GRqe62gw+"
+                 "2fNNRaINXvVpiglSI8eNEc6wEA3F+g==")  # SendGrid's SDK test vector
 
 
 def test_every_environment_variable_the_docs_name_is_read_by_the_code() -> None:

@@ -98,6 +98,13 @@ async def test_dead_letters_cli_lists_and_replays(bridge_factory: BridgeFactory,
         rows = [orjson.loads(line) for line in listed.output.splitlines()]
         assert sorted(r["sg_event_id"] for r in rows) == sorted(e["sg_event_id"] for e in events)
         assert all("401" in r["reason"] for r in rows)
+        narrow = await anyio.to_thread.run_sync(
+            lambda: runner.invoke(main, ["dead-letters", "list"], env={**env, "COLUMNS": "80"}))
+        lines = narrow.output.splitlines()
+        assert max(len(line) for line in lines) <= 80
+        # each dead letter's id and event id read whole, not wrapped into a strip of a table cell
+        assert all(any(e["sg_event_id"] in line for line in lines) for e in events)
+        assert sum(1 for line in lines if line.startswith(f"#{rows[0]['id']} ")) == 1
         h.segment.write_keys = None  # the key is fixed
         replay = await anyio.to_thread.run_sync(
             lambda: runner.invoke(main, ["dead-letters", "replay", str(rows[0]["id"])], env=env))

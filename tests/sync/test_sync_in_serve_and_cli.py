@@ -90,6 +90,9 @@ def test_cli_sync_history_and_check(account: Account, tmp_path: Path, monkeypatc
                                          "rows": len(account.state.contacts),
                                          "seconds": runs[1]["collections"][1]["seconds"]}
     assert runs[1]["duration_seconds"] > 0
+    narrow = runner.invoke(main, ["sync-history"], env={"COLUMNS": "80"})
+    assert max(len(line) for line in narrow.output.splitlines()) <= 80
+    assert "trigger manual" in narrow.output or "trigger cli" in narrow.output, narrow.output
 
     checked = runner.invoke(main, ["check"])
     assert checked.exit_code == 0, checked.output
