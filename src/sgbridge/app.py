@@ -26,6 +26,7 @@ from sgbridge.inbound.routes import SendGridInbound
 from sgbridge.inbound.segment_routes import SegmentInbound
 from sgbridge.journal import Journal
 from sgbridge.journal.housekeeping import prune
+from sgbridge.roles import IN_ONE_PROCESS, destination_names, heartbeat, housekeeping_role
 from sgbridge.settings import Settings
 from sgbridge.sync.service import SyncScheduler
 
@@ -33,13 +34,44 @@ log = logging.getLogger(__name__)
 
 
 class Bridge:
-    """Everything one process runs: the journal, the inbound handlers and the workers."""
+    """What one process runs of the roles it was given: the journal, inbound handlers, workers.
 
-    def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    ``roles`` (see sgbridge.roles): ``ingest`` takes the webhooks, ``deliver`` runs the HTTP
+    destinations, ``warehouse`` the event loads and the object sync, ``sync`` the object sync
+    alone. Tests and the demo run them all in one process; ``sgbridge serve`` one per process.
+    """
+
+    def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None,
+                 roles: frozenset[str] = IN_ONE_PROCESS, drain_seconds: float = 0.0) -> None:
         self.settings = settings
+        self.roles = roles
+        self.drain_seconds = drain_seconds  # on stop, how long windows under way may take to finish
         self.journal = Journal(settings.database_url)
         self.workers: list[DeliveryWorker] = []
         self.client = httpx.AsyncClient(transport=transport, limits=httpx.Limits(max_connections=32))
+        if "deliver" in roles:
+            self._add_http_destinations(settings)
+        self.warehouse: WarehouseDestination | None = None
+        if "warehouse" in roles and settings.warehouse.enabled:
+            self.warehouse = WarehouseDestination(settings)
+            # One window at a time: loads into one warehouse take turns anyway (a second window in
+            # flight measured slower, and doubles the memory of a backlog).
+            loads = settings.delivery.model_copy(update={"window_events": settings.warehouse.flush_events,
+                                                         "concurrency": 1})
+            self.workers.append(DeliveryWorker(self.journal, self.warehouse, loads, self.warehouse.url,
+                                               pace_seconds=settings.warehouse.flush_seconds))
+        self.sync: SyncScheduler | None = None
+        wants_sync = "sync" in roles or ("warehouse" in roles and self.warehouse is not None)
+        if wants_sync and settings.warehouse.enabled and settings.sync.enabled and settings.sync_sources():
+            self.sync = SyncScheduler(settings, self.journal)
+        # Housekeeping (pruning, backlog gauges) runs in one role of the configured set.
+        self.housekeeping = housekeeping_role(settings) in roles
+        self.ingests = "ingest" in roles
+        self.sendgrid = SendGridInbound(settings, self.journal, self.wake, quiet=not self.ingests)
+        self.segment_inbound = SegmentInbound(settings, self.journal, self.wake)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _add_http_destinations(self, settings: Settings) -> None:
         if any(settings.write_key_for(name) for name in settings.sources):
             segment = SegmentDestination(settings, self.client)
             self.workers.append(DeliveryWorker(self.journal, segment, settings.delivery, segment.url))
@@ -52,31 +84,19 @@ class Bridge:
                                                             "concurrency": config.windows_in_flight})
             self.workers.append(DeliveryWorker(self.journal, actions, delivery, actions.url,
                                                max_events_in_flight=config.max_events_in_flight))
-        self.warehouse: WarehouseDestination | None = None
-        if settings.warehouse.enabled:
-            self.warehouse = WarehouseDestination(settings)
-            # One window at a time: loads into one warehouse take turns anyway (a second window in
-            # flight measured slower, and doubles the memory of a backlog).
-            loads = settings.delivery.model_copy(update={"window_events": settings.warehouse.flush_events,
-                                                         "concurrency": 1})
-            self.workers.append(DeliveryWorker(self.journal, self.warehouse, loads, self.warehouse.url,
-                                               pace_seconds=settings.warehouse.flush_seconds))
-        self.sync: SyncScheduler | None = None
-        if self.warehouse is not None and settings.sync.enabled and settings.sync_sources():
-            self.sync = SyncScheduler(settings, self.journal)
-        self.sendgrid = SendGridInbound(settings, self.journal, self.wake)
-        self.segment_inbound = SegmentInbound(settings, self.journal, self.wake)
-        self._tasks: list[asyncio.Task[None]] = []
 
     def wake(self) -> None:
         for worker in self.workers:
             worker.wake()
 
     async def start(self) -> None:
-        if self.journal.dialect.name == "sqlite":
-            self.journal.release_claims()
-        self._tasks = [asyncio.create_task(w.run()) for w in self.workers]
-        self._tasks.append(asyncio.create_task(self._housekeeping()))
+        if self.journal.dialect.name == "sqlite" and self.workers:
+            # SQLite is one machine, and each destination runs in one process: claims a crashed
+            # run of these destinations left can be retaken at once.
+            self.journal.release_claims([w.destination.name for w in self.workers])
+        self._tasks = [asyncio.create_task(w.run(self.drain_seconds)) for w in self.workers]
+        if self.housekeeping:
+            self._tasks.append(asyncio.create_task(self._housekeeping()))
         if self.sync is not None:
             self._tasks.append(asyncio.create_task(self.sync.run()))
 
@@ -85,6 +105,9 @@ class Bridge:
             await self.sync.close()  # a sync in progress stops between pages, recorded as interrupted
         for worker in self.workers:
             worker.stop()
+        delivering = self._tasks[:len(self.workers)]
+        if self.drain_seconds and delivering:
+            await asyncio.wait(delivering, timeout=self.drain_seconds + 1)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -95,13 +118,13 @@ class Bridge:
         self.journal.close()
 
     async def _housekeeping(self) -> None:
+        names = destination_names(self.settings)  # every destination, whichever process runs it
         while True:
             try:
                 stats = await self.journal.stats_async()
-                for worker in self.workers:
-                    name = worker.destination.name
+                for name in names:
                     metrics.BACKLOG.labels(name).set(stats["max_seq"] - stats["cursors"].get(name, 0))
-                await prune(self.journal, self.settings.ingest, [w.destination.name for w in self.workers])
+                await prune(self.journal, self.settings.ingest, names)
             except Exception:
                 log.exception("housekeeping failed")
             await asyncio.sleep(30)
@@ -113,7 +136,7 @@ class BridgeApp(Starlette):
     bridge: Bridge
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
+        if scope["type"] == "http" and scope["method"] == "POST" and self.bridge.ingests:
             path = scope["path"]
             handler: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
             if path.startswith(WEBHOOK_PATH) and self.bridge.sendgrid.source_of(path) is not None:
@@ -130,31 +153,40 @@ class BridgeApp(Starlette):
         await super().__call__(scope, receive, send)
 
 
-def build_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> BridgeApp:
-    bridge = Bridge(settings, transport)
+def build_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = None,
+              roles: frozenset[str] = IN_ONE_PROCESS, drain_seconds: float = 0.0) -> BridgeApp:
+    bridge = Bridge(settings, transport, roles, drain_seconds)
     token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+    beat_every = settings.processes.heartbeat_seconds
+    roles_here = sorted(roles)
 
     async def webhook_wrong_method(request: Request) -> Response:  # POSTs never get here (BridgeApp)
         return JSONResponse({"error": "use POST"}, status_code=405)
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "database": bridge.journal.dialect.name,
-                             "destinations": [w.destination.name for w in bridge.workers],
-                             "object_sync": settings.sync_sources() if bridge.sync is not None else []})
+        roles = heartbeat.health(sorted(roles_here), beat_every)
+        return JSONResponse({"status": "degraded" if roles["down"] else "ok", "database": bridge.journal.dialect.name,
+                             "destinations": destination_names(settings),
+                             "object_sync": settings.sync_sources() if settings.warehouse.enabled
+                             and settings.sync.enabled else [], **roles})
 
     async def metrics_endpoint(request: Request) -> Response:
         if token is not None:
             given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
             if not hmac.compare_digest(given.encode(), token.encode()):
                 return JSONResponse({"error": "metrics need the configured bearer token"}, status_code=401)
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(metrics.registry()), media_type=CONTENT_TYPE_LATEST)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: BridgeApp) -> AsyncIterator[None]:
         await bridge.start()
+        directory = heartbeat.runtime_dir()
+        beating = asyncio.create_task(heartbeat.keep_beating(directory, roles_here, beat_every)) if directory else None
         try:
             yield
         finally:
+            if beating is not None:
+                beating.cancel()
             await bridge.stop()
 
     app = BridgeApp(

@@ -19,6 +19,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from sgbridge.roles.settings import ProcessSettings
+
 SENDGRID_HOSTS = {"us": "https://api.sendgrid.com", "eu": "https://api.eu.sendgrid.com"}
 SEGMENT_HOSTS = {"us": "https://api.segment.io", "eu": "https://events.eu1.segmentapis.com"}
 
@@ -248,6 +250,7 @@ class Settings(BaseSettings):
     warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings)
     sync: SyncSettings = Field(default_factory=SyncSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    processes: ProcessSettings = Field(default_factory=ProcessSettings)
 
     @field_validator("sources")
     @classmethod

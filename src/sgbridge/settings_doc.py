@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from sgbridge.roles.settings import ProcessSettings
 from sgbridge.settings import (
     ActionDestinationSettings,
     DeliverySettings,
@@ -34,6 +35,8 @@ _SECTIONS: list[tuple[str, type[BaseModel], str]] = [
      "warehouse; see [warehouse.md](warehouse.md))"),
     ("delivery", DeliverySettings, "Delivery engine"),
     ("ingest", IngestSettings, "Ingestion"),
+    ("processes", ProcessSettings, "Processes (`sgbridge serve` runs one per role; see "
+     "[operations.md](operations.md#processes-and-roles))"),
 ]
 
 

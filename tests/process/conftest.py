@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -11,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -22,9 +24,15 @@ def free_port() -> int:
 
 
 class Server:
-    """`sgbridge serve` in a subprocess, restartable on the same port and journal."""
+    """`sgbridge serve` in a subprocess, restartable on the same port and journal.
 
-    def __init__(self, env: dict[str, str], log: Path, port: int | None = None) -> None:
+    Plain `serve` is a supervisor with one child process per role; `kill9` kills them all at
+    once (the machine lost power), `kill9_role` one role's process, `kill9_supervisor` only
+    the supervisor.
+    """
+
+    def __init__(self, env: dict[str, str], log: Path, port: int | None = None,
+                 args: tuple[str, ...] = ()) -> None:
         # The warehouse is off unless a test turns it on (and it then lives beside the log, not in the cwd).
         defaults = {"SGBRIDGE_WAREHOUSE__ENABLED": "false",
                     "SGBRIDGE_WAREHOUSE__CREDENTIALS": str(log.parent / "warehouse.duckdb"),
@@ -33,6 +41,7 @@ class Server:
         self.port = port or free_port()
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
+        self.args = args
 
     @property
     def url(self) -> str:
@@ -40,32 +49,73 @@ class Server:
 
     def start(self) -> None:
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "sgbridge", "serve", "--port", str(self.port)],
-                                         env=self.env, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 20
+            self.proc = subprocess.Popen([sys.executable, "-m", "sgbridge", "serve", "--port", str(self.port),
+                                          *self.args], env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"serve exited early:\n{self.log.read_text()[-3000:]}")
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=0.5).status_code == 200:
+                if self.health().get("status") == "ok":  # every role is up
                     return
             except httpx.HTTPError:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
         raise RuntimeError(f"serve did not start:\n{self.log.read_text()[-3000:]}")
 
+    def health(self) -> dict[str, Any]:
+        response = httpx.get(f"{self.url}/healthz", timeout=0.5)
+        return dict(response.json()) if response.status_code == 200 else {}
+
+    def role_pid(self, role: str) -> int:
+        return int(self.health()["roles"][role]["pid"])
+
     def kill9(self) -> None:
+        """Every process of this `serve` at once, as a power loss would."""
+        assert self.proc is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+        _wait_gone(self.proc.pid)
+
+    def kill9_role(self, role: str) -> int:
+        """kill -9 one role's process; the supervisor starts it again. Returns the killed pid."""
+        pid = self.role_pid(role)
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
+    def kill9_supervisor(self) -> None:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
+
+    def processes(self) -> list[int]:
+        """The pids still in this serve's process group."""
+        assert self.proc is not None
+        out = subprocess.run(["pgrep", "-g", str(self.proc.pid)], capture_output=True, text=True).stdout
+        return [int(p) for p in out.split()]
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(10)
+                self.proc.wait(40)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+                self.kill9()
+        if self.proc:
+            with contextlib.suppress(ProcessLookupError):  # children left by a supervisor killed alone
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def _wait_gone(group: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.02)
 
 
 @contextmanager

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import os
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import multiprocess as _multiprocess
 
 INBOUND_REQUESTS = Counter("sgbridge_inbound_requests", "Webhook requests by source and HTTP status",
                            ["source", "status"])
@@ -15,4 +18,14 @@ DELIVERY_ATTEMPTS = Counter("sgbridge_delivery_attempts", "HTTP attempts by dest
 DELIVERY_LATENCY = Histogram("sgbridge_delivery_latency_seconds", "From receipt to acceptance by the destination",
                              ["destination"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600))
 BACKLOG = Gauge("sgbridge_delivery_backlog", "Events stored but not yet past the destination's cursor",
-                ["destination"])
+                ["destination"], multiprocess_mode="mostrecent")
+
+
+def registry() -> CollectorRegistry:
+    """What /metrics shows: this process's metrics, or, under the supervisor (Prometheus'
+    multiprocess mode, ``PROMETHEUS_MULTIPROC_DIR``), every role process's added up."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    combined = CollectorRegistry()
+    _multiprocess.MultiProcessCollector(combined)  # type: ignore[no-untyped-call]
+    return combined

@@ -26,6 +26,8 @@ from sgbridge.settings import DeliverySettings
 
 log = logging.getLogger(__name__)
 
+RECLAIM_SECONDS = 1.0  # an idle lane still tries a claim this often (expired claims of dead owners)
+
 
 class DeliveryWorker:
     def __init__(self, journal: Journal, destination: BatchDestination | EventDestination, settings: DeliverySettings,
@@ -42,6 +44,8 @@ class DeliveryWorker:
         # warehouse: each load has a fixed cost).
         self.pace_seconds = pace_seconds
         self.owner = f"{uuid.uuid4().hex[:12]}"
+        self._empty_at = -1  # the newest seq seen when a claim last found nothing to do
+        self._claimed_at = 0.0  # when a claim was last tried (monotonic)
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
 
@@ -53,11 +57,14 @@ class DeliveryWorker:
         self._stop.set()
         self._wake.set()
 
-    async def run(self) -> None:
+    async def run(self, drain_seconds: float = 0.0) -> None:
+        """Deliver until stopped; then let windows under way finish for up to ``drain_seconds``."""
         lanes = [asyncio.create_task(self._lane(i)) for i in range(self.settings.concurrency)]
         lanes.append(asyncio.create_task(self._replay_lane()))
         try:
             await self._stop.wait()
+            if drain_seconds:
+                await asyncio.wait(lanes, timeout=drain_seconds)
         finally:
             for lane in lanes:
                 lane.cancel()
@@ -79,10 +86,14 @@ class DeliveryWorker:
                     continue
             self._in_flight += limit  # reserved before the await, so lanes do not overshoot together
             try:
-                window = await self.journal.claim_window(name, self.owner, limit, self.settings.lease_seconds)
+                newest = await self._nothing_new()
+                window = None if newest is None else await self.journal.claim_window(
+                    name, self.owner, limit, self.settings.lease_seconds)
                 self._in_flight -= limit - (len(window.events) if window else 0)
                 limit = len(window.events) if window else 0
                 if window is None:
+                    if newest is not None:
+                        self._empty_at = max(self._empty_at, newest)
                     await self._sleep(self.settings.poll_seconds * (1 + index))
                     continue
                 await self.process_window(window)
@@ -96,6 +107,21 @@ class DeliveryWorker:
                 await asyncio.sleep(1.0)
             finally:
                 self._in_flight -= limit
+
+    async def _nothing_new(self) -> int | None:
+        """The newest seq if a claim is worth trying, None if nothing arrived since the last empty one.
+
+        A claim is a write transaction; in another process than ingestion, an idle lane that
+        claimed every poll would take SQLite's write lock from the webhook writer 20 times a
+        second. Reading the newest seq takes no lock. Claims are still tried every
+        ``RECLAIM_SECONDS``, for windows whose claim expired (their owner died).
+        """
+        newest = await asyncio.to_thread(self.journal.latest_seq)
+        now = time.monotonic()
+        if newest <= self._empty_at and now - self._claimed_at < min(RECLAIM_SECONDS, self.settings.lease_seconds / 3):
+            return None
+        self._claimed_at = now
+        return newest
 
     async def process_window(self, window: Window) -> None:
         if isinstance(self.destination, EventDestination):

@@ -7,6 +7,7 @@ Every method runs its SQL in the writer thread (see writer.py) and returns an aw
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
@@ -48,6 +49,8 @@ class Journal:
         self._apply_schema()
         self._writer = Writer(self.dialect)
         self.q = self.dialect.sql
+        self._reader: Any = None  # opened on first use: a read outside the writer's transactions
+        self._reader_lock = threading.Lock()
 
     # -- plumbing -------------------------------------------------------------------------
     def _apply_schema(self) -> None:
@@ -82,6 +85,19 @@ class Journal:
 
     def close(self) -> None:
         self._writer.close()
+        with self._reader_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
+
+    def latest_seq(self) -> int:
+        """The newest event's seq, read without the write lock (SQLite's WAL lets readers run
+        beside another process's writer): how delivery processes notice new events cheaply."""
+        with self._reader_lock:
+            if self._reader is None:
+                self._reader = self.dialect.connect()
+            row = self._reader.execute("SELECT MAX(seq) FROM events").fetchone()
+        return int(row[0] or 0)
 
     @property
     def commits(self) -> int:
@@ -206,9 +222,15 @@ class Journal:
 
         return await self.run(job)
 
-    def release_claims(self) -> None:
-        """SQLite runs one process: claims left by a crashed run can be retaken at once."""
-        self.run_sync(lambda conn: conn.execute("UPDATE claims SET expires_at = 0 WHERE done = 0"))
+    def release_claims(self, destinations: Sequence[str]) -> None:
+        """On SQLite one process runs each destination: its claims left by a crashed run can be retaken at once."""
+        q = self.q
+
+        def job(conn: Any) -> None:
+            for name in destinations:
+                conn.execute(q("UPDATE claims SET expires_at = 0 WHERE done = 0 AND destination = ?"), (name,))
+
+        self.run_sync(job)
 
     # -- delivery: dead-letter replays ----------------------------------------------------
     async def claim_replays(self, destination: str, limit: int, lease: float) -> Window | None:

@@ -1,0 +1,56 @@
+"""Roles: what one sgbridge process does. Plain ``sgbridge serve`` runs each in a process of its own.
+
+- ``ingest``: the HTTP endpoints and the journal writer. It never waits on a destination.
+- ``deliver``: the HTTP destinations (Segment, the action destinations) and housekeeping.
+- ``warehouse``: event loads and the object sync (DuckDB takes one writing process per file).
+- ``sync``: the object sync alone, for a warehouse that another process (or machine) loads.
+
+The processes share nothing but the journal (and, under the supervisor, a runtime folder for
+heartbeats and Prometheus' multiprocess files).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # sgbridge.settings composes this package's settings model
+    from sgbridge.settings import Settings
+
+ROLES = ("ingest", "deliver", "warehouse", "sync")
+IN_ONE_PROCESS = frozenset(("ingest", "deliver", "warehouse"))  # build_app's default: everything
+
+
+def configured_roles(settings: Settings) -> list[str]:
+    """The roles the supervisor starts for these settings (the object sync runs in `warehouse`)."""
+    roles = ["ingest"]
+    if any(settings.write_key_for(name) for name in settings.sources) or settings.actions:
+        roles.append("deliver")
+    if settings.warehouse.enabled:
+        roles.append("warehouse")
+    return roles
+
+
+def parse_roles(values: tuple[str, ...] | list[str]) -> frozenset[str]:
+    """``--role a --role b`` or ``--role a,b``; unknown names raise ValueError."""
+    roles = {part.strip() for value in values for part in value.split(",") if part.strip()}
+    unknown = sorted(roles - set(ROLES))
+    if unknown:
+        raise ValueError(f"unknown role(s) {', '.join(unknown)}: choose from {', '.join(ROLES)}")
+    return frozenset(roles)
+
+
+def destination_names(settings: Settings) -> list[str]:
+    """Every destination the settings configure, whichever process runs it (pruning needs them all)."""
+    from sgbridge.destinations.warehouse import NAME as WAREHOUSE
+
+    names = ["segment"] if any(settings.write_key_for(name) for name in settings.sources) else []
+    names += list(settings.actions)
+    if settings.warehouse.enabled:
+        names.append(WAREHOUSE)
+    return names
+
+
+def housekeeping_role(settings: Settings) -> str:
+    """The one role whose process prunes the log: deliver, else warehouse, else ingest."""
+    configured = configured_roles(settings)
+    return next(role for role in ("deliver", "warehouse", "ingest") if role in configured)

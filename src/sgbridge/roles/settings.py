@@ -1,0 +1,18 @@
+"""The settings of ``sgbridge serve``'s processes: one per role, under a supervisor."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class ProcessSettings(BaseModel):
+    """How `sgbridge serve` runs its roles (ingest, deliver, warehouse) as processes of their own."""
+
+    background_nice: int = Field(10, ge=0, le=19, description="niceness added to the delivery and warehouse "
+                                 "processes, so that webhooks are acknowledged first and loaded after")
+    stop_timeout_seconds: float = Field(30.0, gt=0, description="on SIGTERM, how long the roles may take to "
+                                        "finish what they are sending before they are killed")
+    restart_initial_seconds: float = Field(0.5, gt=0, description="first wait before a role that died is "
+                                           "started again (doubled on each quick death)")
+    restart_max_seconds: float = Field(30.0, gt=0, description="longest wait between restarts of a role")
+    heartbeat_seconds: float = Field(2.0, gt=0, description="how often each role says it is alive (/healthz)")

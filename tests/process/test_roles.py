@@ -1,0 +1,182 @@
+"""`sgbridge serve` runs one process per role under a supervisor: kill any of them, lose nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+
+import anyio
+import duckdb
+import httpx
+import pytest
+
+from sgbridge.emulators.event_factory import EventFactory
+from sgbridge.emulators.segment import create_segment_emulator
+from sgbridge.emulators.sendgrid_webhook import WebhookSender
+from sgbridge.emulators.serving import serve_in_thread
+from sgbridge.emulators.webhook_signing import frame_events, generate_keypair, sign
+from sgbridge.journal import Journal
+from tests.conftest import postgres_database
+from tests.process.conftest import Server, running
+
+pytestmark = [pytest.mark.slow, pytest.mark.anyio]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def journal_url(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'journal.db'}"
+    else:
+        yield from postgres_database()
+
+
+def _env(keys_public: str, segment_url: str, journal_url: str) -> dict[str, str]:
+    return {"SENDGRID_WEBHOOK_PUBLIC_KEY": keys_public, "SEGMENT_WRITE_KEY": "wk", "SEGMENT_ENDPOINT": segment_url,
+            "SGBRIDGE_DATABASE_URL": journal_url, "SGBRIDGE_WAREHOUSE__ENABLED": "true",
+            "SGBRIDGE_WAREHOUSE__FLUSH_SECONDS": "0.2", "SGBRIDGE_DELIVERY__LEASE_SECONDS": "3",
+            "SGBRIDGE_PROCESSES__RESTART_INITIAL_SECONDS": "0.1"}
+
+
+async def _wait_for_restart(server: Server, role: str, old_pid: int) -> None:
+    with anyio.fail_after(30):
+        while True:
+            try:
+                roles = (await asyncio.to_thread(server.health)).get("roles", {})
+                if roles.get(role, {}).get("pid") not in (None, old_pid) and roles[role]["alive"]:
+                    return
+            except httpx.HTTPError:
+                pass
+            await anyio.sleep(0.1)
+
+
+async def test_each_role_killed_under_load_is_restarted_and_loses_and_doubles_nothing(journal_url: str,
+                                                                                       tmp_path: Path) -> None:
+    keys = generate_keypair()
+    events = EventFactory(41).batch(4000)
+    kind = {e["sg_event_id"]: e["event"] for e in events}
+    segment_app = create_segment_emulator(["wk"])
+    segment = segment_app.state.emulator.state
+    with serve_in_thread(segment_app) as segment_url:
+        server = Server(_env(keys.public_key_base64, segment_url, journal_url), tmp_path / "serve.log")
+        with running(server):
+            sender = WebhookSender(f"{server.url}/webhooks/sendgrid", keys.private_key, rate=1500, batch_size=50,
+                                   concurrency=4, duplicate_fraction=0.02, retry_deadline=90, backoff_initial=0.2,
+                                   backoff_max=1.0, timeout=5)
+            sending = asyncio.create_task(sender.run(events=events))
+            for role in ("deliver", "warehouse", "deliver", "ingest"):  # mid-window, mid-load, mid-request
+                await asyncio.sleep(0.5)
+                pid = await asyncio.to_thread(server.kill9_role, role)
+                await _wait_for_restart(server, role, pid)
+            summary = await sending
+            acked = {i for i in sender.acked_logical if kind[i] != "deferred"}
+            with anyio.fail_after(60):
+                while not acked <= {m["properties"]["sg_event_id"] for m in segment.messages()}:
+                    await anyio.sleep(0.2)
+            await _wait_for_cursor(journal_url, "warehouse")
+            await anyio.sleep(1.0)  # a late resend would land now, and be seen below
+    log = (tmp_path / "serve.log").read_text()
+    assert log.count("killed by SIGKILL") == 4 and "role warehouse" in log, log[-3000:]
+    assert summary["logical_acked"] == len(events), summary
+    received = [m["properties"]["sg_event_id"] for m in segment.messages()]
+    assert len(received) == len(set(received)), "an event was accepted twice under different messageIds"
+    assert acked <= set(received)
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as warehouse:
+        loaded = [r[0] for r in warehouse.execute("SELECT sg_event_id FROM sendgrid.activity").fetchall()]
+    assert len(loaded) == len(set(loaded))
+    assert set(sender.acked_logical) <= set(loaded)
+
+
+async def _wait_for_cursor(journal_url: str, destination: str) -> None:
+    journal = Journal(journal_url)
+    try:
+        with anyio.fail_after(60):
+            while True:
+                stats = journal.stats()
+                if stats["cursors"].get(destination, 0) >= stats["max_seq"]:
+                    return
+                await anyio.sleep(0.2)
+    finally:
+        journal.close()
+
+
+def _post(url: str, keys: object, events: list[dict[str, object]]) -> httpx.Response:
+    body = frame_events(events)
+    ts = str(int(time.time()))
+    return httpx.post(f"{url}/webhooks/sendgrid", content=body, headers={
+        "X-Twilio-Email-Event-Webhook-Signature": sign(keys.private_key, ts, body),  # type: ignore[attr-defined]
+        "X-Twilio-Email-Event-Webhook-Timestamp": ts})
+
+
+async def test_sigterm_drains_and_stops_every_role_and_metrics_cover_them_all(tmp_path: Path) -> None:
+    keys = generate_keypair()
+    segment_app = create_segment_emulator(["wk"])
+    segment = segment_app.state.emulator.state
+    events = EventFactory(42).batch(300)
+    forwarded = {e["sg_event_id"] for e in events if e["event"] != "deferred"}
+    with serve_in_thread(segment_app) as segment_url:
+        server = Server(_env(keys.public_key_base64, segment_url, f"sqlite:///{tmp_path / 'j.db'}"),
+                        tmp_path / "serve.log")
+        server.start()
+        try:
+            health = server.health()
+            assert set(health["roles"]) == {"ingest", "deliver", "warehouse"} and health["down"] == []
+            pids = {role: info["pid"] for role, info in health["roles"].items()}
+            assert len(set(pids.values())) == 3  # three processes
+            assert os.getpriority(os.PRIO_PROCESS, pids["warehouse"]) > os.getpriority(os.PRIO_PROCESS,
+                                                                                        pids["ingest"])
+            assert _post(server.url, keys, events).status_code == 200
+            with anyio.fail_after(30):
+                while not forwarded <= {m["properties"]["sg_event_id"] for m in segment.messages()}:
+                    await anyio.sleep(0.1)
+            await _wait_for_cursor(server.env["SGBRIDGE_DATABASE_URL"], "warehouse")
+            text = httpx.get(f"{server.url}/metrics").text
+            # counted in the deliver and warehouse processes, shown by the ingest process
+            assert 'sgbridge_delivery_events_total{destination="segment",outcome="delivered"}' in text
+            assert 'sgbridge_delivery_events_total{destination="warehouse",outcome="delivered"}' in text
+            assert 'sgbridge_inbound_events_total{result="accepted",source="default"}' in text
+        finally:
+            assert server.proc is not None
+            server.proc.send_signal(signal.SIGTERM)
+            code = server.proc.wait(40)
+    assert code == 0
+    assert server.processes() == []  # no role left running
+    assert "sgbridge stopped" in (tmp_path / "serve.log").read_text()
+
+
+async def test_roles_without_their_supervisor_stop_by_themselves(tmp_path: Path) -> None:
+    keys = generate_keypair()
+    server = Server({"SENDGRID_WEBHOOK_PUBLIC_KEY": keys.public_key_base64, "SEGMENT_WRITE_KEY": "wk",
+                     "SEGMENT_ENDPOINT": "http://127.0.0.1:9", "SGBRIDGE_WAREHOUSE__ENABLED": "true",
+                     "SGBRIDGE_DATABASE_URL": f"sqlite:///{tmp_path / 'j.db'}"}, tmp_path / "serve.log")
+    with running(server):
+        server.kill9_supervisor()
+        with anyio.fail_after(20):
+            while server.processes():
+                await anyio.sleep(0.1)
+    assert "the supervisor (pid" in (tmp_path / "serve.log").read_text()
+
+
+async def test_roles_run_alone_share_one_journal(tmp_path: Path) -> None:
+    """Ingest on its own (no destination in its process), delivery started later, elsewhere."""
+    keys = generate_keypair()
+    segment_app = create_segment_emulator(["wk"])
+    segment = segment_app.state.emulator.state
+    events = [e for e in EventFactory(43).batch(200) if e["event"] != "deferred"]
+    with serve_in_thread(segment_app) as segment_url:
+        env = {**_env(keys.public_key_base64, segment_url, f"sqlite:///{tmp_path / 'j.db'}"),
+               "SGBRIDGE_WAREHOUSE__ENABLED": "false"}
+        ingest = Server(env, tmp_path / "ingest.log", args=("--role", "ingest"))
+        with running(ingest):
+            assert ingest.health()["roles"].keys() == {"ingest"}
+            assert _post(ingest.url, keys, events).status_code == 200
+            await anyio.sleep(1.0)
+            assert segment.messages() == []  # nothing in the ingest process delivers
+            deliver = Server(env, tmp_path / "deliver.log", args=("--role", "deliver"))
+            with running(deliver):
+                with anyio.fail_after(30):
+                    while len(segment.messages()) < len(events):
+                        await anyio.sleep(0.1)
+    assert {m["properties"]["sg_event_id"] for m in segment.messages()} == {e["sg_event_id"] for e in events}
