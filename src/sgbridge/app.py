@@ -46,7 +46,7 @@ class Bridge:
         self.settings = settings
         self.roles = roles
         self.drain_seconds = drain_seconds  # on stop, how long windows under way may take to finish
-        self.journal = Journal(settings.database_url)
+        self.journal = Journal(settings.database_url, relaxed_progress="ingest" not in roles)
         self.workers: list[DeliveryWorker] = []
         self.client = httpx.AsyncClient(transport=transport, limits=httpx.Limits(max_connections=32))
         if "deliver" in roles:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from pathlib import Path
 
 import orjson
 import pytest
@@ -112,3 +114,18 @@ async def test_prune_keeps_undelivered_events_and_dead_letters(journal: Journal)
     assert [d["seq"] for d in journal.dead_letters()] == [1]
     # Dedupe still works for what is kept.
     assert (await journal.append(_request(["o3", "n1"], received_at=old))).duplicates == 2
+
+
+def test_a_relaxed_journal_still_waits_for_the_disk_where_a_job_asks(tmp_path: Path) -> None:
+    """Delivery processes' progress commits skip the fsync; the emails' guard never does."""
+    journal = Journal(f"sqlite:///{tmp_path / 'j.db'}", relaxed_progress=True)
+    strict = Journal(f"sqlite:///{tmp_path / 'k.db'}")
+    try:
+        level = lambda conn: int(conn.execute("PRAGMA synchronous").fetchone()[0])  # noqa: E731
+        assert journal.run_sync(level) == 1  # NORMAL
+        assert asyncio.run(journal.run(level, durable=True)) == 2  # FULL for this commit
+        assert journal.run_sync(level) == 1  # and back
+        assert strict.run_sync(level) == 2
+    finally:
+        journal.close()
+        strict.close()

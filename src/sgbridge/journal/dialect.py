@@ -32,6 +32,10 @@ class Dialect:
     def begin(self, conn: Any, with_append_lock: bool) -> None:
         raise NotImplementedError
 
+    def set_durable(self, conn: Any, durable: bool) -> None:
+        """Whether a commit waits until it is on disk (a power loss cannot undo it)."""
+        raise NotImplementedError
+
     def schema(self) -> str:
         return (resources.files("sgbridge.journal") / "sql" / f"schema_{self.name}.sql").read_text()
 
@@ -71,6 +75,10 @@ class SQLiteDialect(Dialect):
     def begin(self, conn: Any, with_append_lock: bool) -> None:
         conn.execute("BEGIN IMMEDIATE")
 
+    def set_durable(self, conn: Any, durable: bool) -> None:
+        # NORMAL in WAL mode: a commit survives the process being killed, not a power loss.
+        conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+
     def insert_events(self, conn: Any, rows: list[tuple[Any, ...]]) -> int:
         before = conn.total_changes
         conn.executemany(f"INSERT OR IGNORE INTO events {_EVENT_COLUMNS} VALUES (?,?,?,?,?,?,?)", rows)
@@ -107,6 +115,9 @@ class PostgresDialect(Dialect):
             # of seq values the order of commits, so a reader that sees seq N has seen every
             # seq below N and a cursor can never skip a late commit.
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_APPEND_LOCK_ID,))
+
+    def set_durable(self, conn: Any, durable: bool) -> None:
+        conn.execute(f"SET synchronous_commit TO {'on' if durable else 'off'}")
 
     def insert_events(self, conn: Any, rows: list[tuple[Any, ...]]) -> int:
         inserted = 0

@@ -43,11 +43,13 @@ UPGRADABLE = ("2", "3")
 
 
 class Journal:
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, relaxed_progress: bool = False) -> None:
+        """``relaxed_progress``: for processes that do not ingest; their commits of delivery
+        progress do not wait for the disk (see Writer), the emails' guard still does."""
         self.url = database_url
         self.dialect: Dialect = dialect_for(database_url)
         self._apply_schema()
-        self._writer = Writer(self.dialect)
+        self._writer = Writer(self.dialect, relaxed=relaxed_progress)
         self.q = self.dialect.sql
         self._reader: Any = None  # opened on first use: a read outside the writer's transactions
         self._reader_lock = threading.Lock()
@@ -74,11 +76,11 @@ class Journal:
         finally:
             conn.close()
 
-    def _submit(self, fn: Callable[[Any], T], appends: bool = False) -> Future[T]:
-        return self._writer.submit(fn, appends=appends)
+    def _submit(self, fn: Callable[[Any], T], appends: bool = False, durable: bool = False) -> Future[T]:
+        return self._writer.submit(fn, appends=appends, durable=durable)
 
-    async def run(self, fn: Callable[[Any], T], appends: bool = False) -> T:
-        return await asyncio.wrap_future(self._submit(fn, appends))
+    async def run(self, fn: Callable[[Any], T], appends: bool = False, durable: bool = False) -> T:
+        return await asyncio.wrap_future(self._submit(fn, appends, durable))
 
     def run_sync(self, fn: Callable[[Any], T]) -> T:
         return self._submit(fn).result()
@@ -295,7 +297,7 @@ class Journal:
                                    "AND message_key = ?"), (now, destination, key))
             return earlier
 
-        return await self.run(job) if keys else {}
+        return await self.run(job, durable=True) if keys else {}  # on disk before any email goes out
 
     async def mail_finish(self, destination: str, outcomes: dict[str, tuple[str, str | None]]) -> None:
         """key -> (state, sg_message_id or detail) after the requests."""
@@ -307,7 +309,7 @@ class Journal:
                                      "updated_at = ? WHERE destination = ? AND message_key = ?", rows)
 
         if rows:
-            await self.run(job)
+            await self.run(job, durable=True)
 
     # -- operations (CLI, dashboard) ------------------------------------------------------
     def dead_letters(self, destination: str | None = None, limit: int = 100) -> list[dict[str, Any]]:

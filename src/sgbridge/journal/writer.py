@@ -8,6 +8,7 @@ one failing job does not undo the others. PostgreSQL uses the same path.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -28,23 +29,39 @@ MAX_JOBS_PER_COMMIT = 512
 class _Job:
     fn: Callable[[Any], Any]
     appends: bool
+    durable: bool = False
     future: Future[Any] = field(default_factory=Future)
 
 
 class Writer:
-    def __init__(self, dialect: Dialect) -> None:
+    """``relaxed``: commits do not wait for the disk unless a job of the group asks (``durable``).
+
+    The delivery processes record progress (claims, cursors, outcomes, attempts) that a power
+    loss may undo without harm: the work is redone, and redone deliveries are removed by ids.
+    Not waiting for the disk keeps their commits from holding SQLite's one write lock, which
+    the ingest process needs, for the length of an fsync.
+    """
+
+    def __init__(self, dialect: Dialect, relaxed: bool = False) -> None:
         self._dialect = dialect
+        self._relaxed = relaxed
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._conn = dialect.connect()
+        self._conn = self._connect()
         self._thread = threading.Thread(target=self._run, name="sgbridge-journal-writer", daemon=True)
         self._closed = False
         self.commits = 0
         self._thread.start()
 
-    def submit(self, fn: Callable[[Any], T], *, appends: bool = False) -> Future[T]:
+    def _connect(self) -> Any:
+        conn = self._dialect.connect()
+        if self._relaxed:
+            self._dialect.set_durable(conn, False)
+        return conn
+
+    def submit(self, fn: Callable[[Any], T], *, appends: bool = False, durable: bool = False) -> Future[T]:
         if self._closed:
             raise RuntimeError("journal is closed")
-        job = _Job(fn, appends)
+        job = _Job(fn, appends, durable)
         self._queue.put(job)
         return job.future
 
@@ -83,7 +100,10 @@ class Writer:
     def _run_group(self, jobs: list[_Job]) -> None:
         conn = self._conn
         results: list[tuple[_Job, Any, BaseException | None]] = []
+        durable = self._relaxed and any(job.durable for job in jobs)
         try:
+            if durable:
+                self._dialect.set_durable(conn, True)
             self._dialect.begin(conn, with_append_lock=jobs[0].appends)
             for job in jobs:
                 conn.execute("SAVEPOINT job")
@@ -108,6 +128,10 @@ class Writer:
                 if not job.future.done():
                     job.future.set_exception(exc)
             return
+        finally:
+            if durable:  # back to commits that do not wait for the disk
+                with contextlib.suppress(Exception):
+                    self._dialect.set_durable(self._conn, False)
         for job, value, error in results:
             if error is not None:
                 job.future.set_exception(error)
@@ -119,4 +143,4 @@ class Writer:
             self._conn.close()
         except Exception:
             log.debug("closing a broken connection failed", exc_info=True)
-        self._conn = self._dialect.connect()
+        self._conn = self._connect()
