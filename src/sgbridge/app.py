@@ -7,6 +7,7 @@ import contextlib
 import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import httpx
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -17,9 +18,7 @@ from starlette.routing import Route
 
 from sgbridge.delivery import metrics
 from sgbridge.delivery.worker import DeliveryWorker
-from sgbridge.destinations.actions import ActionsDestination
 from sgbridge.destinations.segment import SegmentDestination
-from sgbridge.destinations.warehouse import WarehouseDestination
 from sgbridge.inbound.asgi import Receive, Scope, Send, send_json
 from sgbridge.inbound.routes import PATH as WEBHOOK_PATH
 from sgbridge.inbound.routes import SendGridInbound
@@ -28,7 +27,10 @@ from sgbridge.journal import Journal
 from sgbridge.journal.housekeeping import prune
 from sgbridge.roles import IN_ONE_PROCESS, destination_names, heartbeat, housekeeping_role
 from sgbridge.settings import Settings
-from sgbridge.sync.service import SyncScheduler
+
+if TYPE_CHECKING:  # imported where a role needs them: the ingest process never loads dlt or Arrow
+    from sgbridge.destinations.warehouse import WarehouseDestination
+    from sgbridge.sync.service import SyncScheduler
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,8 @@ class Bridge:
             self._add_http_destinations(settings)
         self.warehouse: WarehouseDestination | None = None
         if "warehouse" in roles and settings.warehouse.enabled:
+            from sgbridge.destinations.warehouse import WarehouseDestination
+
             self.warehouse = WarehouseDestination(settings)
             # One window at a time: loads into one warehouse take turns anyway (a second window in
             # flight measured slower, and doubles the memory of a backlog).
@@ -63,6 +67,8 @@ class Bridge:
         self.sync: SyncScheduler | None = None
         wants_sync = "sync" in roles or ("warehouse" in roles and self.warehouse is not None)
         if wants_sync and settings.warehouse.enabled and settings.sync.enabled and settings.sync_sources():
+            from sgbridge.sync.service import SyncScheduler
+
             self.sync = SyncScheduler(settings, self.journal)
         # Housekeeping (pruning, backlog gauges) runs in one role of the configured set.
         self.housekeeping = housekeeping_role(settings) in roles
@@ -77,6 +83,8 @@ class Bridge:
             self.workers.append(DeliveryWorker(self.journal, segment, settings.delivery, segment.url))
         else:
             log.warning("no Segment write key configured (SEGMENT_WRITE_KEY): events are stored, not forwarded")
+        from sgbridge.destinations.actions import ActionsDestination
+
         for name, config in settings.actions.items():
             actions = ActionsDestination(name, config, self.journal, self.client)
             # Windows overlap; the destination keeps each contact's actions in order across them.

@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # sgbridge.settings composes this package's settings model
     from sgbridge.settings import Settings
 
 ROLES = ("ingest", "deliver", "warehouse", "sync")
+WAREHOUSE = "warehouse"
 IN_ONE_PROCESS = frozenset(("ingest", "deliver", "warehouse"))  # build_app's default: everything
 
 
@@ -41,12 +42,10 @@ def parse_roles(values: tuple[str, ...] | list[str]) -> frozenset[str]:
 
 def destination_names(settings: Settings) -> list[str]:
     """Every destination the settings configure, whichever process runs it (pruning needs them all)."""
-    from sgbridge.destinations.warehouse import NAME as WAREHOUSE
-
     names = ["segment"] if any(settings.write_key_for(name) for name in settings.sources) else []
     names += list(settings.actions)
     if settings.warehouse.enabled:
-        names.append(WAREHOUSE)
+        names.append(WAREHOUSE)  # sgbridge.destinations.warehouse.NAME, without importing dlt
     return names
 
 
