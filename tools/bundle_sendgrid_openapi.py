@@ -161,11 +161,9 @@ checkout of the research folder: `.venv/bin/python tools/bundle_sendgrid_openapi
 ## Licence
 
 The specs are distributed by Twilio under the MIT License (the `info.license` of every file, and
-the LICENSE of {ORIGIN_REPO}), reproduced here as it requires. sgbridge itself is Apache-2.0
-(`LICENSE` at the root of the repository and in the wheel's metadata).
-
-```
-{MIT_LICENSE}```
+the LICENSE of {ORIGIN_REPO}); its text, which must accompany them, is in `LICENSE` beside this
+file. sgbridge itself is Apache-2.0 (`LICENSE` at the root of the repository); the wheel's
+metadata declares `Apache-2.0 AND MIT` and carries both texts.
 """
 
 
@@ -191,6 +189,7 @@ def bundle(source: Path, endpoints: Iterable[tuple[str, str]]) -> dict[str, byte
         out[name] = orjson.dumps(prune(docs[name], operations, name)) + b"\n"
         counts[name] = len(operations)
     out["README.md"] = _readme(counts).encode()
+    out["LICENSE"] = MIT_LICENSE.encode()
     return out
 
 

@@ -78,7 +78,8 @@ def test_the_default_spec_folder_is_inside_the_package(monkeypatch: pytest.Monke
     assert default_spec_dir() == bundled_spec_dir()
     assert bundled_spec_dir().is_relative_to(package)
     assert {p.name for p in bundled_spec_dir().glob("*.json")} >= {"tsg_mail_v3.json", "tsg_mc_contacts_v3.json"}
-    assert "MIT License" in (bundled_spec_dir() / "README.md").read_text()
+    assert "MIT License" in (bundled_spec_dir() / "LICENSE").read_text()
+    assert "dbe0e0d2e67a0c3c55b222d54df2acda2b9027a7" in (bundled_spec_dir() / "README.md").read_text()
 
 
 def test_bundled_specs_are_package_data() -> None:
