@@ -27,10 +27,18 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
+_NOT_SOURCES = shutil.ignore_patterns(".git", ".venv", ".hypothesis", "__pycache__", "*.egg-info", ".*_cache",
+                                      "build", "dist", "*.db*", "*.duckdb*", "sgbridge-dlt", "results")
+
+
 def _checkout_copy(target: Path) -> Path:
     """The files a fresh clone has: tracked or new, not ignored (no .venv, no build output)."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                            check=True, capture_output=True).stdout.decode().split("\0")
+    try:
+        listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                                check=True, capture_output=True).stdout.decode().split("\0")
+    except (OSError, subprocess.CalledProcessError):  # not a git checkout (a source archive): copy the tree
+        shutil.copytree(ROOT, target, ignore=_NOT_SOURCES)
+        return target
     for name in filter(None, listed):
         source = ROOT / name
         if source.is_file():  # a tracked file deleted in the work tree is not copied
