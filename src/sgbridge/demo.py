@@ -17,17 +17,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import socket
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 import uvicorn
 from rich.console import Console
 from rich.table import Table
+from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
 from sgbridge.emulators.segment import create_segment_emulator
@@ -108,10 +110,22 @@ def _free_socket() -> socket.socket:
     return sock
 
 
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves Ctrl-C to the demo.
+
+    uvicorn's own handler would stop only the last server started (the bridge) and let the demo
+    run on against a closed journal; without it, Ctrl-C cancels the demo's task, which reports,
+    stops the servers in order and removes its temp folder."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 @contextlib.asynccontextmanager
 async def _serve(app: ASGIApp, lifespan: Literal["on", "off"]) -> AsyncIterator[str]:
     sock = _free_socket()
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan=lifespan, access_log=False))
+    server = _Server(uvicorn.Config(app, log_level="warning", lifespan=lifespan, access_log=False))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
         if task.done():
@@ -127,15 +141,27 @@ async def _serve(app: ASGIApp, lifespan: Literal["on", "off"]) -> AsyncIterator[
 
 async def run_demo(duration: float | None, rate: float, batch_size: int, database: Path | None,
                    console: Console) -> dict[str, Any]:
-    from sgbridge.app import build_app
-
-    workdir = Path(tempfile.mkdtemp(prefix="sgbridge-demo-"))
-    database = database or workdir / "journal.db"
-    keys = generate_keypair()
+    """Run the demo. Its temp folder (``sgbridge-demo-*``: the config, and the journal and the
+    warehouse unless ``database`` puts them elsewhere, ~30 MB) and the SendGrid emulator's export
+    files are removed however it ends, Ctrl-C included; files beside ``database`` stay."""
     segment_app = create_segment_emulator([DEMO_WRITE_KEY])
-    segment = segment_app.state.emulator.state
     sendgrid_app = create_sendgrid_emulator([DEMO_SENDGRID_KEY], job_delay_seconds=0.5,
                                             seed_contacts=DEMO_ACCOUNT_CONTACTS)
+    workdir = Path(tempfile.mkdtemp(prefix="sgbridge-demo-"))
+    try:
+        return await _run(workdir, database or workdir / "journal.db", database is not None,
+                          duration, rate, batch_size, console, segment_app, sendgrid_app)
+    finally:
+        sendgrid_app.state.emulator.state.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def _run(workdir: Path, database: Path, kept: bool, duration: float | None, rate: float, batch_size: int,
+               console: Console, segment_app: Starlette, sendgrid_app: Starlette) -> dict[str, Any]:
+    from sgbridge.app import build_app
+
+    keys = generate_keypair()
+    segment = segment_app.state.emulator.state
     sendgrid = sendgrid_app.state.emulator.state
     async with _serve(segment_app, "off") as segment_url, _serve(sendgrid_app, "off") as sendgrid_url:
         newsletter = MarketingList(sendgrid.new_id(), "Newsletter", time.time())
@@ -183,13 +209,13 @@ async def run_demo(duration: float | None, rate: float, batch_size: int, databas
             sendgrid.tick(force=True)
             _report(console, summary, stats, segment, segment_stored)
             sendgrid_summary = _report_sendgrid(console, sendgrid, newsletter.id)
-            warehouse = await _report_warehouse(console, app.state.bridge, deadline + 30)
+            warehouse = await _report_warehouse(console, app.state.bridge, deadline + 30, kept)
             stored = {"sendgrid": stats["events"] - segment_stored, "segment": segment_stored}
             return {"sender": summary, "journal": stats, "stored": stored, "segment": segment.stats(),
                     "sendgrid": sendgrid_summary, "warehouse": warehouse}
 
 
-async def _report_warehouse(console: Console, bridge: Any, deadline: float) -> dict[str, int]:
+async def _report_warehouse(console: Console, bridge: Any, deadline: float, kept: bool) -> dict[str, int]:
     """Wait for the last events to load and the first object sync to finish; count the tables."""
     import duckdb
 
@@ -220,7 +246,9 @@ async def _report_warehouse(console: Console, bridge: Any, deadline: float) -> d
     console.print(shown)
     console.print(f"The warehouse is the DuckDB file {path}: events as the webhook sent them, objects from the "
                   "object sync (sgbridge sync). Query it with any DuckDB client, e.g.\n"
-                  f'  duckdb -readonly {path} "SELECT event, count(*) FROM sendgrid.activity GROUP BY 1"')
+                  f'  duckdb -readonly {path} "SELECT event, count(*) FROM sendgrid.activity GROUP BY 1"'
+                  + ("" if kept else "\nIt is removed with the demo's temp folder when the demo ends; run "
+                     "sgbridge demo --database FILE to keep the journal and the warehouse (beside FILE)."))
     return counts
 
 

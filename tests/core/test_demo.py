@@ -1,8 +1,13 @@
-"""The README's demo runs both directions on the shipped emulators."""
+"""The README's demo runs both directions on the shipped emulators, and leaves no temp files behind."""
 
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +22,9 @@ async def test_demo_runs_both_directions(tmp_path: Path, monkeypatch: pytest.Mon
                  "SENDGRID_API_KEY", "SENDGRID_API_ENDPOINT", "SGBRIDGE_SYNC__EXPORT_POLL_SECONDS",
                  "SGBRIDGE_WAREHOUSE__FLUSH_SECONDS"):
         monkeypatch.setenv(name, os.environ.get(name, ""))  # restored after the demo overwrites them
+    system_tmp = tmp_path / "tmp"  # where the demo's own temp folder goes (tempfile.gettempdir())
+    system_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))
     with (tmp_path / "out.txt").open("w") as out:
         result = await run_demo(2.0, rate=300, batch_size=20, database=tmp_path / "demo.db",
                                 console=Console(file=out, width=200))
@@ -36,3 +44,36 @@ async def test_demo_runs_both_directions(tmp_path: Path, monkeypatch: pytest.Mon
     assert warehouse["activity"] == result["journal"]["events"] - segment_born
     assert warehouse["recipients"] >= DEMO_ACCOUNT_CONTACTS
     assert warehouse["lists"] > 0 and warehouse["bounces"] > 0 and warehouse["campaigns"] > 0
+    # its temp folder (the generated config) is gone; the files beside --database stay
+    assert list(system_tmp.iterdir()) == []
+    assert (tmp_path / "demo.db").is_file() and (tmp_path / "sgbridge.duckdb").is_file()
+
+
+@pytest.mark.slow
+def test_ctrl_c_ends_the_demo_and_removes_its_temp_folder(tmp_path: Path) -> None:
+    """``sgbridge demo`` without --database keeps journal and warehouse in its temp folder (~30 MB):
+    interrupted with Ctrl-C (SIGINT), it still reports, exits 0 and removes the folder."""
+    system_tmp = tmp_path / "tmp"
+    system_tmp.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SGBRIDGE_", "SEGMENT_", "SENDGRID_"))}
+    env["TMPDIR"] = str(system_tmp)
+    log = tmp_path / "demo.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "sgbridge", "demo", "--rate", "200"], env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while "until Ctrl-C" not in log.read_text() and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.1)
+        time.sleep(1.0)  # webhooks flowing: the journal and the warehouse are being written
+        folders = list(system_tmp.glob("sgbridge-demo-*"))
+        assert len(folders) == 1 and (folders[0] / "journal.db").is_file(), log.read_text()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(90) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "What reached the warehouse" in log.read_text()
+    assert list(system_tmp.iterdir()) == [], log.read_text()[-2000:]

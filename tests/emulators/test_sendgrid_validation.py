@@ -20,7 +20,13 @@ from starlette.applications import Starlette
 
 from sgbridge.emulators.sendgrid import create_sendgrid_emulator
 from sgbridge.emulators.sendgrid.app import ENDPOINTS
-from sgbridge.emulators.sendgrid.openapi import SPEC_DIR_ENV, SpecError, default_spec_dir, load_specs
+from sgbridge.emulators.sendgrid.openapi import (
+    SPEC_DIR_ENV,
+    SpecError,
+    bundled_spec_dir,
+    default_spec_dir,
+    load_specs,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -166,11 +172,11 @@ async def test_quirk_mail_custom_args_is_an_object(client: httpx.AsyncClient) ->
     assert schema["properties"]["custom_args"]["type"] == "string"  # the defect the quirk exists for
 
 
-def test_spec_folder_defaults_beside_the_repo_and_follows_the_environment(
+def test_spec_folder_defaults_to_the_bundled_specs_and_follows_the_environment(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.delenv(SPEC_DIR_ENV, raising=False)
-    assert default_spec_dir().resolve() == (SENDGRID / "openapi").resolve()
+    assert default_spec_dir() == bundled_spec_dir()  # tests/packaging/test_bundled_specs.py checks its contents
     monkeypatch.setenv(SPEC_DIR_ENV, str(tmp_path))
     assert default_spec_dir() == tmp_path
 

@@ -77,7 +77,7 @@ def create_sendgrid_emulator(
     ``"METHOD /v3/path"`` -> ``(limit, period_seconds)``; other endpoints get
     ``default_rate_limit``. ``templates``: template id -> name (default: three dynamic ones).
     ``openapi_dir``: the spec folder (default: ``$SGBRIDGE_SENDGRID_OPENAPI_DIR``, else the
-    shared fixtures beside the repository). ``marketing_campaigns=False``: an account without
+    specs bundled in the package). ``marketing_campaigns=False``: an account without
     Marketing Campaigns, where every ``/v3/marketing/*`` endpoint answers 403. ``seed_contacts``:
     start with a generated account of that many contacts (``seeding.seed_account``, with
     ``seed``); 0 starts empty. ``clock``: epoch seconds, injectable for tests.

@@ -2,7 +2,8 @@
 
 The emulator is only useful if it is at least as strict as SendGrid, and the cheapest way to
 be exactly as strict as *documented* is to validate with the published specs themselves
-(twilio/sendgrid-oai, one JSON file per API area) instead of re-typing their rules. OpenAPI
+(twilio/sendgrid-oai, one JSON file per API area) instead of re-typing their rules. The package
+ships the files the emulator uses, pruned to its operations (``specs/``, see its README). OpenAPI
 3.1 schemas are JSON Schema 2020-12, so ``jsonschema`` validates them directly; a
 ``referencing`` registry resolves their ``#/components/...`` references inside each file.
 ``format`` stays an annotation, as in the OAS 3.1 base dialect: the emulator checks e-mail
@@ -47,13 +48,17 @@ class SpecError(RuntimeError):
     """The spec folder is missing, or lacks an operation the emulator implements."""
 
 
+def bundled_spec_dir() -> Path:
+    """The spec files shipped in the package (``specs/``, made by ``tools/bundle_sendgrid_openapi.py``)."""
+    return Path(__file__).resolve().with_name("specs")
+
+
 def default_spec_dir() -> Path:
-    """``$SGBRIDGE_SENDGRID_OPENAPI_DIR``, else ``../shared/fixtures/peers/sendgrid/openapi`` beside the repo."""
+    """``$SGBRIDGE_SENDGRID_OPENAPI_DIR``, else the specs bundled in the package."""
     configured = os.environ.get(SPEC_DIR_ENV)
     if configured:
         return Path(configured)
-    project_root = Path(__file__).resolve().parents[4]  # src/sgbridge/emulators/sendgrid/ -> repo
-    return project_root.parent / "shared" / "fixtures" / "peers" / "sendgrid" / "openapi"
+    return bundled_spec_dir()
 
 
 def _pointer_escape(token: str) -> str:
