@@ -326,3 +326,34 @@ async def test_invalid_export_requests_get_sendgrids_errors(client: httpx.AsyncC
     assert unknown.status_code == 404 and unknown.json()["errors"][0]["field"] == "list_ids"
     assert (await client.get("/v3/marketing/contacts/exports/nope")).status_code == 404
     assert (await client.get("/v3/marketing/contacts/exports")).json()["result"] == []
+
+
+async def test_a_large_export_is_written_while_the_emulator_goes_on_answering(clock: Clock) -> None:
+    """A large account's export used to be written inside one request: ~15 s of silence for 1M contacts."""
+    import time
+
+    import anyio
+
+    from sgbridge.emulators.sendgrid.exports import INLINE_EXPORT_CONTACTS
+
+    count = INLINE_EXPORT_CONTACTS * 3
+    app = seeded_app(clock, contacts=count)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://api.sendgrid.com",
+                                 headers=AUTH) as client:
+        export_id = await start_export(client)
+        clock.advance(JOB_DELAY)
+        started = time.perf_counter()
+        first = (await client.get(f"/v3/marketing/contacts/exports/{export_id}")).json()  # starts the writer
+        answered_in = time.perf_counter() - started
+        lists = await client.get("/v3/marketing/lists")  # and the emulator answers meanwhile
+        assert lists.status_code == 200
+        with anyio.fail_after(120):
+            while (status := (await client.get(f"/v3/marketing/contacts/exports/{export_id}")).json())[
+                    "status"] == "pending":
+                await anyio.sleep(0.05)
+        written_in = time.perf_counter() - started
+        ids = [row["CONTACT_ID"] for row in (await csv_rows(client, status["urls"]))[1]]
+    assert first["status"] == "pending"
+    assert status["status"] == "ready" and status["contact_count"] == count
+    assert len(ids) == len(set(ids)) == count
+    assert answered_in < written_in / 3, (answered_in, written_in)

@@ -17,6 +17,7 @@ carry a token and expire 72 hours after the export was ready ("Exports are downl
 from __future__ import annotations
 
 import secrets
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -63,40 +64,65 @@ def export_json(state: SendGridEmulatorState, export: ContactExport) -> dict[str
     return data
 
 
-def _selected_contacts(state: SendGridEmulatorState, export: ContactExport) -> Iterator[Contact]:
+def _selected_contacts(state: SendGridEmulatorState, export: ContactExport,
+                       contacts: list[Contact]) -> Iterator[Contact]:
     """Every contact, or the members of any of the export's lists and segments (union)."""
     if not export.list_ids and not export.segment_ids:
-        yield from state.contacts.values()
+        yield from contacts
         return
     lists = frozenset(export.list_ids)
     segments = [s for sid in export.segment_ids if (s := state.segments.get(sid)) is not None]
-    for contact in state.contacts.values():
+    for contact in contacts:
         if not lists.isdisjoint(contact.list_ids) or any(state.in_segment(s, contact) for s in segments):
             yield contact
 
 
+INLINE_EXPORT_CONTACTS = 50_000  # larger selections are written by a thread, as the real one takes a while
+
+
 def run_export(state: SendGridEmulatorState, job: Job) -> None:
+    """Write the export: at once for small accounts, else in a thread, so that the emulator
+    keeps answering (a million contacts take ~15 s to write) while the export is "pending"."""
     export = state.exports[job.payload["export_id"]]
-    now = state.now()
-    export.updated_at = export.completed_at = now
     if state.export_failures_pending > 0:
         state.export_failures_pending -= 1
+        export.updated_at = export.completed_at = state.now()
         export.status, export.message = "failure", state.export_failure_message
+        _finish(state, job, export)
+        return
+    # A snapshot of the contacts as they are now: requests go on changing the dict meanwhile.
+    contacts = list(state.contacts.values())
+    if len(contacts) <= INLINE_EXPORT_CONTACTS or state.forcing_jobs:
+        _write(state, job, export, contacts)
+        return
+    job.status = "running"  # not pending: tick() does not start it again
+    threading.Thread(target=_write, args=(state, job, export, contacts), name=f"export-{export.id}",
+                     daemon=True).start()
+
+
+def _write(state: SendGridEmulatorState, job: Job, export: ContactExport, contacts: list[Contact]) -> None:
+    try:
+        files, count = write_export(
+            state, _selected_contacts(state, export, contacts), state.export_store.folder(export.id),
+            file_type=export.file_type, max_bytes=export.max_file_bytes, rows_per_file=state.export_rows_per_file,
+        )
+    except OSError as exc:  # a full disk fails the export, as a failed S3 upload would
+        state.export_store.remove(export.id)
+        export.message = f"export failed: {exc.strerror or exc}"
+        export.status = "failure"
     else:
-        try:
-            # Runs inside tick(), between requests: nothing changes the contacts while this writes.
-            export.files, export.contact_count = write_export(
-                state, _selected_contacts(state, export), state.export_store.folder(export.id),
-                file_type=export.file_type, max_bytes=export.max_file_bytes, rows_per_file=state.export_rows_per_file,
-            )
-        except OSError as exc:  # a full disk fails the export, as a failed S3 upload would
-            state.export_store.remove(export.id)
-            export.status, export.message = "failure", f"export failed: {exc.strerror or exc}"
-        else:
-            export.status, export.token = "ready", secrets.token_urlsafe(24)
-            export.expires_at = now + DOWNLOAD_SECONDS
-    job.status = "completed" if export.status == "ready" else "failed"
+        export.files, export.contact_count = files, count
+        export.token = secrets.token_urlsafe(24)
+        export.expires_at = state.now() + DOWNLOAD_SECONDS
+        export.status = "ready"
+    export.updated_at = export.completed_at = state.now()
+    _finish(state, job, export)
+
+
+def _finish(state: SendGridEmulatorState, job: Job, export: ContactExport) -> None:
     job.results = {"contact_count": export.contact_count, "file_count": len(export.files)}
+    job.finished_at = state.now()
+    job.status = "completed" if export.status == "ready" else "failed"
 
 
 def create_export(call: Call) -> Response:

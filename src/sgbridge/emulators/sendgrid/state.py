@@ -227,6 +227,7 @@ class SendGridEmulatorState:
         self.custom_fields: dict[str, FieldDefinition] = {}
         self.next_field_number = 1
         self.jobs: dict[str, Job] = {}
+        self.forcing_jobs = False
         self.groups: dict[int, AsmGroup] = {}
         self.next_group_id = 1
         self.global_suppressions: dict[str, float] = {}  # email -> created (epoch s)
@@ -336,11 +337,14 @@ class SendGridEmulatorState:
         """Run every due job (all pending ones with ``force``); returns how many ran."""
         now = self.now()
         ran = 0
+        self.forcing_jobs = force  # a forced run finishes every job before it returns (exports too)
         for job in list(self.jobs.values()):  # dicts keep insertion order: jobs run as accepted
             if job.status == "pending" and (force or job.due_at <= now):
                 job.run(self, job)
-                job.finished_at = self.now()
+                if job.status != "running":  # a job still running in a thread sets it when done
+                    job.finished_at = self.now()
                 ran += 1
+        self.forcing_jobs = False
         self._delete_expired_exports(now)
         return ran
 
