@@ -217,3 +217,35 @@ async def test_global_suppressions_lifecycle_and_unsubscribes_listing(client: ht
     assert too_many.status_code == 400 and too_many.json()["errors"][0]["field"] == "limit"
     assert (await client.delete("/v3/asm/suppressions/global/a@example.com")).status_code == 204
     assert (await client.get("/v3/asm/suppressions/global/a@example.com")).json() == {}
+
+
+async def test_every_suppression_list_drops_and_each_bypass_skips_only_its_own(app: Starlette,
+                                                                               client: httpx.AsyncClient) -> None:
+    from sgbridge.emulators.sendgrid.state import SuppressionEntry
+
+    state = app.state.emulator.state
+    state.bounces["bounced@example.com"] = SuppressionEntry(int(NOW), "550 no such user", "5.1.1")
+    state.spam_reports["spam@example.com"] = SuppressionEntry(int(NOW), ip="10.0.0.1")
+    state.invalid_emails["invalid@example.com"] = SuppressionEntry(int(NOW), "Mail domain mentioned in email "
+                                                                   "address is unknown")
+    group = (await client.post("/v3/asm/groups", json={"name": "News", "description": "weekly"})).json()
+    await client.post(f"/v3/asm/groups/{group['id']}/suppressions", json={"recipient_emails": ["g@example.com"]})
+    await client.post("/v3/asm/suppressions/global", json={"recipient_emails": ["global@example.com"]})
+    to = ["bounced@example.com", "spam@example.com", "invalid@example.com", "global@example.com", "g@example.com",
+          "ok@example.com"]
+    outcomes = {}
+    for bypass in (None, "bypass_bounce_management", "bypass_spam_management", "bypass_unsubscribe_management"):
+        settings = {"mail_settings": {bypass: {"enable": True}}} if bypass else {}
+        body = message(asm={"group_id": group["id"]}, **settings)
+        body["personalizations"][0]["to"] = [{"email": e} for e in to]
+        assert (await client.post("/v3/mail/send", json=body)).status_code == 202
+        outcomes[bypass] = {r["email"]: r["reason"] for r in (await sent(client))[-1]["recipients"]}
+    assert outcomes[None] == {"bounced@example.com": "Bounced Address", "spam@example.com": "Spam Reporting Address",
+                              "invalid@example.com": "Invalid", "global@example.com": "Unsubscribed Address",
+                              "g@example.com": "Unsubscribed Address", "ok@example.com": None}
+    assert outcomes["bypass_bounce_management"]["bounced@example.com"] is None
+    assert outcomes["bypass_spam_management"]["spam@example.com"] is None
+    assert outcomes["bypass_spam_management"]["bounced@example.com"] == "Bounced Address"
+    # the global list only: a group's unsubscribes still hold
+    assert outcomes["bypass_unsubscribe_management"]["global@example.com"] is None
+    assert outcomes["bypass_unsubscribe_management"]["g@example.com"] == "Unsubscribed Address"

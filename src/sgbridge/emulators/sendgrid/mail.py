@@ -9,10 +9,12 @@ dynamic template; ``send_at`` at most 72 hours ahead; string ``custom_args`` of 
 bytes; reserved headers; base64 attachments; 30 MB in total. ``mail_settings.sandbox_mode``
 validates without sending and answers 200, as SendGrid does.
 
-Recipients on the global unsubscribe list, or in the message's ``asm.group_id`` group, are
-accepted and recorded as ``dropped`` ("Unsubscribed Address"), which is what SendGrid does
-(the drop surfaces later as a ``dropped`` event) unless ``bypass_list_management`` or
-``bypass_unsubscribe_management`` is on.
+Recipients on a suppression list are accepted and recorded as ``dropped``, with the reason of
+SendGrid's ``dropped`` event: the bounce list ("Bounced Address"), spam reports ("Spam Reporting
+Address"), invalid e-mails ("Invalid"), the global unsubscribes or the message's ``asm.group_id``
+group ("Unsubscribed Address"). ``mail_settings`` bypass filters skip them as documented:
+``bypass_list_management`` all of them, ``bypass_bounce_management`` / ``bypass_spam_management``
+one list each, ``bypass_unsubscribe_management`` the global unsubscribes only (not groups).
 """
 
 from __future__ import annotations
@@ -129,7 +131,9 @@ def _check(call: Call, body: dict[str, Any]) -> list[FieldError]:
 def _recipients(call: Call, body: dict[str, Any]) -> list[dict[str, Any]]:
     state = call.state
     settings = body.get("mail_settings")
-    bypass = _enabled(settings, "bypass_list_management") or _enabled(settings, "bypass_unsubscribe_management")
+    bypass = frozenset(name for name in ("bypass_list_management", "bypass_bounce_management",
+                                         "bypass_spam_management", "bypass_unsubscribe_management")
+                       if _enabled(settings, name))
     group_id = (body.get("asm") or {}).get("group_id")
     now = state.now()
     recipients: list[dict[str, Any]] = []
@@ -139,11 +143,10 @@ def _recipients(call: Call, body: dict[str, Any]) -> list[dict[str, Any]]:
         for kind in ("to", "cc", "bcc"):
             for recipient in p.get(kind) or []:
                 email = recipient["email"].lower()
-                dropped = not bypass and state.is_suppressed(email, group_id)
-                status = "dropped" if dropped else ("scheduled" if send_at and send_at > now else "processed")
+                reason = state.drop_reason(email, group_id, bypass)
+                status = "dropped" if reason else ("scheduled" if send_at and send_at > now else "processed")
                 recipients.append({
-                    "email": email, "type": kind, "personalization": i, "status": status,
-                    "reason": "Unsubscribed Address" if dropped else None,
+                    "email": email, "type": kind, "personalization": i, "status": status, "reason": reason,
                     "send_at": send_at, "custom_args": custom_args,
                 })
     return recipients

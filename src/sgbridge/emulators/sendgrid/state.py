@@ -312,12 +312,26 @@ class SendGridEmulatorState:
 
     # -- suppressions ----------------------------------------------------------------------
 
-    def is_suppressed(self, email: str, group_id: int | None) -> bool:
+    def drop_reason(self, email: str, group_id: int | None, bypass: frozenset[str] = frozenset()) -> str | None:
+        """Why SendGrid would drop a message to ``email`` (the ``dropped`` event's reason), or None.
+
+        ``bypass``: the message's ``mail_settings`` filters that are on. ``bypass_list_management``
+        skips every list; the others one list each, and ``bypass_unsubscribe_management`` only
+        the global unsubscribes, never a group's (tsg_mail_v3).
+        """
+        if "bypass_list_management" in bypass:
+            return None
         email = email.lower()
-        if email in self.global_suppressions:
-            return True
+        if email in self.bounces and "bypass_bounce_management" not in bypass:
+            return "Bounced Address"
+        if email in self.spam_reports and "bypass_spam_management" not in bypass:
+            return "Spam Reporting Address"
+        if email in self.invalid_emails:
+            return "Invalid"
+        if email in self.global_suppressions and "bypass_unsubscribe_management" not in bypass:
+            return "Unsubscribed Address"
         group = self.groups.get(group_id) if group_id is not None else None
-        return group is not None and email in group.members
+        return "Unsubscribed Address" if group is not None and email in group.members else None
 
     # -- asynchronous jobs -----------------------------------------------------------------
 
