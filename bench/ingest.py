@@ -51,10 +51,10 @@ class Bodies:
     sg_event_ids: list[list[str]]  # per body, for latency matching
 
 
-def _make_chunk(args: tuple[int, int, int, bytes]) -> list[tuple[bytes, str, str, list[str]]]:
-    seed, size, count, private_pem = args
+def _make_chunk(args: tuple[int, int, int, bytes, float]) -> list[tuple[bytes, str, str, list[str]]]:
+    seed, size, count, private_pem, marketing_share = args
     key = load_private_key_pem(private_pem)
-    factory = EventFactory(seed)
+    factory = EventFactory(seed, marketing_share=marketing_share)
     out = []
     for _ in range(count):
         events = factory.batch(size)
@@ -64,10 +64,14 @@ def _make_chunk(args: tuple[int, int, int, bytes]) -> list[tuple[bytes, str, str
     return out
 
 
-def make_bodies(folder: Path, size: int, count: int, private_pem: bytes, seed: int = 1) -> Bodies:
-    """Sign `count` bodies of `size` distinct events, written back to back for the wrk script."""
+def make_bodies(folder: Path, size: int, count: int, private_pem: bytes, seed: int = 1,
+                marketing_share: float = 0.3) -> Bodies:
+    """Sign `count` bodies of `size` distinct events, written back to back for the wrk script.
+
+    ``marketing_share``: the share of Marketing Campaigns events (Single Sends carry millisecond
+    timestamps, as SendGrid sends them)."""
     per_chunk = max(1, 20_000 // size)
-    jobs = [(seed * 1_000_003 + i, size, min(per_chunk, count - i * per_chunk), private_pem)
+    jobs = [(seed * 1_000_003 + i, size, min(per_chunk, count - i * per_chunk), private_pem, marketing_share)
             for i in range((count + per_chunk - 1) // per_chunk)]
     data_file, manifest = folder / f"bodies-{size}.bin", folder / f"bodies-{size}.tsv"
     ids: list[list[str]] = []

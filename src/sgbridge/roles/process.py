@@ -28,8 +28,6 @@ def lower_priority(roles: frozenset[str], settings: Settings) -> None:
     if "ingest" not in roles and settings.processes.background_nice:
         with contextlib.suppress(OSError):
             os.nice(settings.processes.background_nice)
-        if os.environ.get("SGB_IDLE"):
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
 
 def _freeze_startup_objects() -> None:
