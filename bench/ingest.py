@@ -410,24 +410,35 @@ def _post_each_once(url: str, bodies: Bodies, threads: int) -> None:
 
 
 def backlog(args: argparse.Namespace, folder: Path, keys: tuple[str, bytes]) -> None:
-    """Store a backlog with Segment down, then let it drain, sampling the server's RSS throughout."""
+    """Store a backlog with only ingestion running, then start `serve` with its defaults (Segment
+    and the warehouse) and let both drain it, sampling the RSS of every process throughout."""
     bodies = make_bodies(folder, 1000, args.events // 1000, keys[1])
     with segment_emulator(keep_messages=False) as seg:
-        httpx.post(f"{seg}/_emulator/faults", json={"status": 503, "count": 10**9}).raise_for_status()
-        # Short backoff cap: the measure is the drain, not how long a retry sleeps after the outage.
-        with bridge(keys[0], folder, seg, SGBRIDGE_DELIVERY__BACKOFF_MAX_SECONDS="1") as (url, proc):
+        with bridge(keys[0], folder, seg, keep_journal=True, serve_args=("--role", "ingest")) as (url, _):
             _post_each_once(url, bodies, threads=4)
             stored = _metric(url, "sgbridge_inbound_events_total", 'result="accepted"')
-            after_ingest = _group_rss_kb(proc.pid)
-            httpx.delete(f"{seg}/_emulator/faults").raise_for_status()
-            started, peak = time.perf_counter(), 0
-            while httpx.get(f"{seg}/_emulator/stats").json()["accepted"] < stored:
+        started = time.perf_counter()
+        with bridge(keys[0], folder, seg, SGBRIDGE_DELIVERY__BACKOFF_MAX_SECONDS="1") as (url, proc):
+            roles = {role: info["pid"] for role, info in httpx.get(f"{url}/healthz").json()["roles"].items()}
+            peak, per_role = 0, dict.fromkeys(roles, 0)
+            segment_done = warehouse_done = None
+            while segment_done is None or warehouse_done is None:
                 peak = max(peak, _group_rss_kb(proc.pid))
+                for role, pid in roles.items():
+                    with suppress(OSError, KeyError):
+                        per_role[role] = max(per_role[role], _rss_kb(pid)["VmRSS"])
+                if segment_done is None and httpx.get(f"{seg}/_emulator/stats").json()["accepted"] >= stored:
+                    segment_done = time.perf_counter() - started
+                if warehouse_done is None and _metric(url, "sgbridge_delivery_events_total",
+                                                      'destination="warehouse"') >= stored:
+                    warehouse_done = time.perf_counter() - started
+                if time.perf_counter() - started > 1200:
+                    raise SystemExit("the backlog did not drain in 20 minutes")
                 time.sleep(0.2)
-            drained = time.perf_counter() - started
-            row = {"measure": "backlog", "events": stored, "rss_after_ingest_mb": after_ingest / 1024,
-                   "peak_rss_while_draining_mb": peak / 1024,
-                   "drain_seconds": drained, "drain_events_per_s": stored / drained}
+            row = {"measure": "backlog", "events": stored, "peak_rss_all_processes_mb": peak / 1024,
+                   **{f"peak_rss_{role}_mb": kb / 1024 for role, kb in per_role.items()},
+                   "segment_drained_s": segment_done, "warehouse_drained_s": warehouse_done,
+                   "drain_events_per_s": stored / max(segment_done, warehouse_done)}
     print(json.dumps(row), flush=True)
 
 
