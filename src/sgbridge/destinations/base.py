@@ -54,8 +54,13 @@ class EventDestination(Protocol):
 
     def consumes(self, source: str) -> bool: ...
 
-    def begin(self, window: int, events: Sequence[StoredEvent]) -> None:
-        """A window was claimed (called in claim order, before any await)."""
+    def plan(self, event: StoredEvent) -> Any:
+        """Map one event (no side effects); the worker calls it per event, and an event whose
+        planning raises is rejected alone (delivery/search.py)."""
+        ...
+
+    def begin(self, window: int, planned: Sequence[Any]) -> None:
+        """A window was claimed and planned (called in claim order, before any await)."""
         ...
 
     def end(self, window: int) -> None:

@@ -7,6 +7,7 @@ Every method runs its SQL in the writer thread (see writer.py) and returns an aw
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
@@ -29,6 +30,20 @@ from sgbridge.model import (
 T = TypeVar("T")
 _EVENT_FIELDS = "seq, source, event_type, received_at, COALESCE(id_key, fp_key), body"
 DEAD = (oc.REJECTED, oc.HELD)  # outcomes an operator looks at and may replay
+
+
+def readable(body: bytes) -> Any:
+    """A stored event's JSON for people to look at (dead letters, ``events show``). The rows that
+    became dead letters include those orjson will not read: a number no double holds (``1e400``)
+    or nesting past 1,024 levels; Python's reader takes the first (as infinity), the text the rest."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return body.decode("utf-8", "replace")
 
 
 def _stored(row: Sequence[Any]) -> StoredEvent:
@@ -303,7 +318,8 @@ class Journal:
                 (*params, limit)).fetchall()
             out = []
             for r in rows:
-                body = orjson.loads(bytes(r[7])) if r[7] is not None else {}
+                body = readable(bytes(r[7])) if r[7] is not None else {}
+                body = body if isinstance(body, dict) else {}
                 out.append({"id": int(r[0]), "destination": r[1], "seq": int(r[2]), "reason": r[3],
                             "status_code": r[4], "attempts": int(r[5]), "updated_at": float(r[6]),
                             "source": r[8], "status": r[9], "event": body.get("event") or body.get("type"),

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from sgbridge import outcomes as oc
-from sgbridge.journal.journal import Journal
+from sgbridge.journal.journal import Journal, readable
 
 
 def find_seqs(journal: Journal, ref: str, sources: list[str]) -> list[int]:
@@ -45,7 +45,7 @@ def trace(journal: Journal, seq: int, destinations: list[str],
             return None
         result: dict[str, Any] = {
             "seq": int(row[0]), "source": row[1], "received_at": float(row[2]), "event_type": row[3],
-            "event": orjson.loads(bytes(row[4])),
+            "event": readable(bytes(row[4])),
             "request": {"id": int(row[5]), "body_bytes": row[6]},
             "destinations": {},
         }
