@@ -94,7 +94,8 @@ class DeliveryWorker:
                     continue
             self._in_flight += limit  # reserved before the await, so lanes do not overshoot together
             try:
-                window = await self.journal.claim_window(name, self.owner, limit, self.settings.lease_seconds)
+                window = await self.journal.claim_window(name, self.owner, limit, self.settings.lease_seconds,
+                                                         self.destination.stream)
                 self._in_flight -= limit - (len(window.events) if window else 0)
                 limit = len(window.events) if window else 0
                 if window is None:

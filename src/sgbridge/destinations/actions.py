@@ -22,8 +22,8 @@ from sgbridge.actions.ordering import WindowLocks
 from sgbridge.actions.results import DROPPED, HELD, OK, REJECTED, RETRY, EventResult
 from sgbridge.actions.runner import ActionRunner, check_subscription
 from sgbridge.actions.sendgrid.api import RequestRecord
-from sgbridge.inbound.segment import SEGMENT_SOURCES
-from sgbridge.journal import Journal
+from sgbridge.journal import Journal, streams
+from sgbridge.journal.streams import stream_of
 from sgbridge.model import AttemptRecord, OutcomeRecord, StoredEvent
 from sgbridge.outcomes import DELIVERED
 from sgbridge.outcomes import DROPPED as DROPPED_STATUS
@@ -56,6 +56,8 @@ class JournalMailGuard(MailGuard):
 
 
 class ActionsDestination:
+    stream = streams.SEGMENT
+
     def __init__(self, name: str, config: ActionDestinationSettings, journal: Journal,
                  client: httpx.AsyncClient) -> None:
         self.name = name
@@ -80,7 +82,7 @@ class ActionsDestination:
         self.url = self.runner.api.endpoint
 
     def consumes(self, source: str) -> bool:
-        return source in SEGMENT_SOURCES
+        return stream_of(source) == self.stream
 
     def plan(self, stored: StoredEvent) -> PlannedEvent:
         """One event's mapping and operations (pure; the worker guards it per event)."""

@@ -21,6 +21,7 @@ class Batch(Protocol):
 
 class BatchDestination(Protocol):
     name: str
+    stream: int  # the journal stream it reads (journal/streams.py); claims touch no other row
 
     def consumes(self, source: str) -> bool:
         """Whether events of this journal source are for this destination at all (others pass by)."""
@@ -51,6 +52,7 @@ class EventDestination(Protocol):
     """A destination that settles each event on its own (the action destinations)."""
 
     name: str
+    stream: int
 
     def consumes(self, source: str) -> bool: ...
 

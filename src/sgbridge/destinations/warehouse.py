@@ -22,7 +22,8 @@ from typing import Any
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from sgbridge.delivery.faults import cause, describe, is_transient, kind_of
-from sgbridge.inbound.segment import SEGMENT_SOURCES
+from sgbridge.journal import streams
+from sgbridge.journal.streams import stream_of
 from sgbridge.model import OutcomeRecord, StoredEvent
 from sgbridge.outcomes import Delivered, Outcome, Refused, Retry
 from sgbridge.settings import Settings
@@ -40,6 +41,7 @@ class LoadBatch:
 
 class WarehouseDestination:
     name = NAME
+    stream = streams.SENDGRID
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -49,7 +51,7 @@ class WarehouseDestination:
         self._loading: set[asyncio.Future[Any]] = set()
 
     def consumes(self, source: str) -> bool:
-        return source not in SEGMENT_SOURCES
+        return stream_of(source) == self.stream
 
     def prepare(self, events: list[StoredEvent]) -> tuple[list[LoadBatch], list[OutcomeRecord]]:
         return ([LoadBatch(list(events))] if events else []), []
