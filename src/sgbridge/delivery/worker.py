@@ -5,6 +5,10 @@ PostgreSQL claim different windows). Inside a window, each batch is retried with
 until it is delivered, rejected, or its events pass the maximum age; only then is the window
 completed and the destination's cursor moved. Exceptions (drops, rejections) are stored as
 outcome rows; delivered is the default for everything the cursor has passed.
+
+An event the destination cannot prepare or send is rejected alone and the rest of its window goes
+on: preparation is guarded per event, and a refused batch is halved to find the event at fault,
+which is rejected only on proof (delivery/search.py; transient faults: delivery/faults.py).
 """
 
 from __future__ import annotations
