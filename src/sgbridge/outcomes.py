@@ -13,7 +13,8 @@ from dataclasses import dataclass
 class Delivered:
     status_code: int = 200
     # (seq, reason) of events the destination refused one by one while it delivered the others
-    # (the warehouse finds them itself: see destinations/warehouse.py); they are rejected.
+    # (an API that answers per event); they are rejected. A batch refused as a whole is a
+    # ``Refused`` instead, and the worker finds the event at fault (delivery/search.py).
     refused: tuple[tuple[int, str], ...] = ()
 
 

@@ -138,3 +138,66 @@ async def test_the_warehouse_rejects_values_it_cannot_read_alone(bridge_factory:
     assert all("number is infinity when parsed as double" in d["reason"] for d in dead)
     loaded = _duckdb_rows(tmp_path / "w.duckdb", "SELECT sg_event_id FROM sendgrid.activity")
     assert sorted(r[0] for r in loaded) == sorted(e["sg_event_id"] for i, e in enumerate(events) if i not in poison)
+
+
+class _Picky:
+    """A batch destination (the protocol's, as a plug-in would write it) whose ``send`` raises:
+    ``TypeError`` for any batch holding the poison seq, ``ConnectionResetError`` (transient) the
+    first ``flaky`` times it sends the seq beside it alone."""
+
+    name = "picky"
+    stream = 0
+
+    def __init__(self, poison: int, flaky: int) -> None:
+        self.poison, self.neighbour, self.flaky = poison, poison + 1, flaky
+        self.taken: list[int] = []
+
+    def consumes(self, source: str) -> bool:
+        return True
+
+    def prepare(self, events: list[Any]) -> tuple[list[Any], list[Any]]:
+        from sgbridge.destinations.warehouse import LoadBatch
+
+        return [LoadBatch(list(events))], []
+
+    def split(self, batch: Any) -> list[Any]:
+        from sgbridge.destinations.warehouse import LoadBatch
+
+        half = len(batch.messages) // 2
+        return [LoadBatch(batch.messages[:half]), LoadBatch(batch.messages[half:])]
+
+    async def send(self, batch: Any) -> Any:
+        from sgbridge.outcomes import Delivered
+
+        seqs = [m.seq for m in batch.messages]
+        if self.poison in seqs:
+            raise TypeError("Recursion limit reached")
+        if seqs == [self.neighbour] and self.flaky > 0:
+            self.flaky -= 1
+            raise ConnectionResetError("connection reset by peer")
+        self.taken.extend(seqs)
+        return Delivered()
+
+
+async def test_a_send_that_raises_is_searched_and_a_transient_fault_rejects_nothing(database_url: str) -> None:
+    from sgbridge.delivery.worker import DeliveryWorker
+    from sgbridge.settings import DeliverySettings
+
+    journal = Journal(database_url)
+    try:
+        events = EventFactory(73).batch(16)
+        await _store(journal, "default", _sendgrid(events, {}))
+        destination = _Picky(poison=9, flaky=5)  # seq 10 is loaded alone next to 9, and fails 5 times
+        settings = DeliverySettings(backoff_initial_seconds=0.01, backoff_max_seconds=0.05, concurrency=1)
+        worker = DeliveryWorker(journal, destination, settings)
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(worker.run)
+            await _until(lambda: _at_end(journal, "picky"))
+            worker.stop()
+        dead = journal.dead_letters("picky")
+    finally:
+        journal.close()
+    assert [(d["seq"], d["reason"]) for d in dead] == [
+        (9, "sending failed: TypeError: Recursion limit reached (refused alone, twice)")]
+    assert sorted(destination.taken) == [s for s in range(1, 17) if s != 9]
+    assert destination.flaky == 0
