@@ -156,7 +156,7 @@ async def test_events_show_follows_a_segment_event(tmp_path: Path, sqlite_url: s
     bad = runner.invoke(main, ["events", "show", "--config", config, "id-2-broken-address"])
     assert good.exit_code == 0 and bad.exit_code == 0, (good.output, bad.output)
     shown, refused = orjson.loads(good.output), orjson.loads(bad.output)
-    assert shown["destinations"]["segment"]["outcome"] == "not_applicable"
+    assert shown["destinations"]["segment"]["outcome"] == "not_consumed"
     assert shown["destinations"]["sendgrid"]["outcome"] == "delivered"
     assert [a["detail"].split()[0] for a in shown["destinations"]["sendgrid"]["attempts"]][:1] == ["PUT"]
     assert refused["destinations"]["sendgrid"]["outcome"] == "rejected"

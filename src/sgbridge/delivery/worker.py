@@ -5,6 +5,10 @@ PostgreSQL claim different windows). Inside a window, each batch is retried with
 until it is delivered, rejected, or its events pass the maximum age; only then is the window
 completed and the destination's cursor moved. Exceptions (drops, rejections) are stored as
 outcome rows; delivered is the default for everything the cursor has passed.
+
+An event the destination cannot prepare or send is rejected alone and the rest of its window goes
+on: preparation is guarded per event, and a refused batch is halved to find the event at fault,
+which is rejected only on proof (delivery/search.py; transient faults: delivery/faults.py).
 """
 
 from __future__ import annotations
@@ -14,19 +18,34 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, cast
 
 from sgbridge.delivery import metrics
+from sgbridge.delivery.faults import cause, describe, is_transient, kind_of
 from sgbridge.delivery.retry import backoff_delay
-from sgbridge.destinations.base import Batch, BatchDestination, EventDestination
+from sgbridge.delivery.search import Search, Step
+from sgbridge.destinations.base import Batch, BatchDestination, EventDestination, SettledEvent
 from sgbridge.journal import Journal
 from sgbridge.model import AttemptRecord, OutcomeRecord, StoredEvent, Window
-from sgbridge.outcomes import DELIVERED, REJECTED, Delivered, Rejected, Retry
+from sgbridge.outcomes import DELIVERED, REJECTED, Delivered, Refused, Rejected, Retry
 from sgbridge.settings import DeliverySettings
 
 log = logging.getLogger(__name__)
 
 RECLAIM_SECONDS = 1.0  # an idle lane still tries a claim this often (expired claims of dead owners)
+
+
+@dataclass(slots=True)
+class _Settled:
+    """An event's settlement decided by the worker (``deliver`` raised)."""
+
+    seq: int
+    record: OutcomeRecord | None
+    retry: bool = False
+    after: float | None = None
+    reason: str = ""
 
 
 class DeliveryWorker:
@@ -88,7 +107,7 @@ class DeliveryWorker:
             try:
                 newest = await self._nothing_new()
                 window = None if newest is None else await self.journal.claim_window(
-                    name, self.owner, limit, self.settings.lease_seconds)
+                    name, self.owner, limit, self.settings.lease_seconds, self.destination.stream)
                 self._in_flight -= limit - (len(window.events) if window else 0)
                 limit = len(window.events) if window else 0
                 if window is None:
@@ -128,12 +147,37 @@ class DeliveryWorker:
             await self._settle_events(window)
             return
         events = [e for e in window.events if self.destination.consumes(e.source)]
-        batches, records = self.destination.prepare(events)
-        results = await asyncio.gather(*(self._deliver(window, b) for b in batches))
+        batches, records = self._prepare(events)
+        search = Search.for_window(len(events))
+        results = await asyncio.gather(*(self._deliver(window, b, search) for b in batches))
         for rejected in results:
             records.extend(rejected)
         await self.journal.complete_window(window, records)
         self._count(len(events), records)
+
+    def _prepare(self, events: list[StoredEvent]) -> tuple[list[Any], list[OutcomeRecord]]:
+        """The destination's ``prepare``; if it raises, event by event, so that an event that
+        cannot be mapped or serialised (nested deeper than orjson writes, say) is rejected alone
+        (delivery/search.py). No cost while nothing fails: one ``try`` around the whole window."""
+        destination = cast(BatchDestination, self.destination)
+        try:
+            return destination.prepare(events)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            log.warning("%s: preparing %d events failed (%s); preparing them one by one", destination.name,
+                        len(events), describe(exc))
+        good: list[StoredEvent] = []
+        records: list[OutcomeRecord] = []
+        for event in events:
+            failure = _fails(destination.prepare, event)
+            if failure is None:
+                good.append(event)
+            else:
+                records.append(OutcomeRecord(event.seq, REJECTED, f"could not prepare this event for "
+                                             f"{destination.name}: {failure}"))
+        batches, more = destination.prepare(good)
+        return batches, records + more
 
     def _count(self, total: int, records: list[OutcomeRecord]) -> None:
         name = self.destination.name
@@ -146,7 +190,13 @@ class DeliveryWorker:
 
     async def _attempt(self, batch: Batch) -> Any:
         started = time.time()
-        outcome = await cast(BatchDestination, self.destination).send(batch)
+        try:
+            outcome = await cast(BatchDestination, self.destination).send(batch)
+        except Exception as exc:  # not an answer of the destination: ours, or an event's (search.py)
+            if is_transient(exc):
+                outcome = Retry(f"sending failed: {describe(exc)}")
+            else:
+                outcome = Refused(f"sending failed: {cause(exc)}", kind_of(exc))
         seqs = [m.seq for m in batch.messages]
         kind = type(outcome).__name__.lower()
         detail = getattr(outcome, "reason", "")
@@ -186,25 +236,40 @@ class DeliveryWorker:
             except Exception:  # the journal is busy or down: try again at the next beat
                 log.exception("%s: could not renew claim %d", self.destination.name, window.claim_id)
 
-    async def _deliver(self, window: Window, batch: Batch) -> list[OutcomeRecord]:
+    async def _deliver(self, window: Window, batch: Batch, search: Search) -> list[OutcomeRecord]:
         """Send one batch until it is settled; returns the rejected events' records."""
         rejected: list[OutcomeRecord] = []
-        queue = [batch]
+        destination = cast(BatchDestination, self.destination)
+        queue = [batch]  # the last one is sent next
         failures = 0
         while queue:
             current = queue.pop()
             outcome = await self._attempt_holding(window, current)
             if isinstance(outcome, Delivered):
+                search.took()
                 rejected.extend(OutcomeRecord(seq, REJECTED, reason, 400) for seq, reason in outcome.refused)
                 continue
             if isinstance(outcome, Rejected):
                 if outcome.status_code == 400 and len(current.messages) > 1:
                     # Halve it to find the event the API objects to.
-                    queue.extend(cast(BatchDestination, self.destination).split(current))
+                    queue.extend(reversed(destination.split(current)))
                 else:
                     rejected.extend(OutcomeRecord(m.seq, REJECTED, outcome.reason, outcome.status_code)
                                     for m in current.messages)
                 continue
+            if isinstance(outcome, Refused):
+                step = search.refused([m.seq for m in current.messages], outcome)
+                if step is Step.SPLIT:
+                    queue.extend(reversed(destination.split(current)))
+                    continue
+                if step is Step.REJECT:
+                    reason = f"{outcome.reason} (refused alone, twice)"
+                    rejected.extend(OutcomeRecord(m.seq, REJECTED, reason) for m in current.messages)
+                    continue
+                if step is Step.AGAIN and queue:
+                    queue.insert(0, current)  # once the rest of the window has been tried
+                    continue
+                outcome = Retry(outcome.reason)  # AGAIN with nothing else left, or WAIT: after a delay
             retry = cast(Retry, outcome)
             failures += 1
             cutoff = time.time() - self.settings.max_age_seconds
@@ -244,23 +309,69 @@ class DeliveryWorker:
     async def _settle_events(self, window: Window) -> None:
         """Per-event destinations: retry only the events that need it, until each one is settled."""
         destination = cast(EventDestination, self.destination)
-        pending = [e for e in window.events if destination.consumes(e.source)]
-        destination.begin(window.claim_id, pending)  # before any await: windows register in claim order
+        consumed = [e for e in window.events if destination.consumes(e.source)]
+        pending, planned, records = self._plan(destination, consumed)
+        destination.begin(window.claim_id, planned)  # before any await: windows register in claim order
         renewing = asyncio.create_task(self._renew(window))  # import jobs can outlast the lease
         try:
-            records = await self._settle_pending(window, destination, pending)
+            records += await self._settle_pending(window, destination, pending)
             await self.journal.complete_window(window, records)
         finally:
             renewing.cancel()
             destination.end(window.claim_id)
-        self._count(len(pending), records)
+        self._count(len(consumed), records)
+
+    def _plan(self, destination: EventDestination,
+              events: list[StoredEvent]) -> tuple[list[StoredEvent], list[Any], list[OutcomeRecord]]:
+        """Each event's plan; an event whose planning fails twice alike is rejected alone."""
+        kept: list[StoredEvent] = []
+        planned: list[Any] = []
+        records: list[OutcomeRecord] = []
+        for event in events:
+            try:
+                plan = destination.plan(event)
+            except Exception as first:
+                if is_transient(first):
+                    raise
+                failure = _fails(lambda one: destination.plan(one[0]), event)
+                if failure is not None:
+                    records.append(OutcomeRecord(event.seq, REJECTED, f"could not prepare this event for "
+                                                 f"{destination.name}: {failure}"))
+                    continue
+                plan = destination.plan(event)
+            kept.append(event)
+            planned.append(plan)
+        return kept, planned, records
+
+    async def _deliver_events(self, destination: EventDestination, events: list[StoredEvent], search: Search,
+                              window: int | None = None, replay: bool = False) -> list[SettledEvent]:
+        """``destination.deliver``; if it raises, halved to find the event at fault (search.py)."""
+        try:
+            settled = list(await destination.deliver(events, replay=replay, window=window))
+        except Exception as exc:
+            reason = f"delivering failed: {cause(exc)}"
+            if is_transient(exc):
+                return [_Settled(e.seq, None, retry=True, reason=reason) for e in events]
+            step = search.refused([e.seq for e in events], Refused(reason, kind_of(exc)))
+            if step is Step.SPLIT:
+                half = len(events) // 2  # the earlier half first: each contact's events stay in order
+                first = await self._deliver_events(destination, events[:half], search, window, replay)
+                return first + await self._deliver_events(destination, events[half:], search, window, replay)
+            if step is Step.REJECT or replay:  # a replay is one try: the event stays a dead letter
+                reason += " (refused alone, twice)" if step is Step.REJECT else ""
+                return [_Settled(e.seq, OutcomeRecord(e.seq, REJECTED, reason)) for e in events]
+            return [_Settled(e.seq, None, retry=True, reason=reason) for e in events]  # after a delay
+        if any(not s.retry for s in settled):
+            search.took()
+        return settled
 
     async def _settle_pending(self, window: Window, destination: EventDestination,
                               pending: list[StoredEvent]) -> list[OutcomeRecord]:
         records: list[OutcomeRecord] = []
         failures = 0
+        search = Search.for_window(len(pending))
         while pending:
-            settled = await destination.deliver(pending, window=window.claim_id)
+            settled = await self._deliver_events(destination, pending, search, window=window.claim_id)
             retry = {s.seq: s for s in settled if s.retry}
             records.extend(s.record for s in settled if s.record is not None and not s.retry)
             if not retry:
@@ -288,11 +399,19 @@ class DeliveryWorker:
         if isinstance(self.destination, EventDestination):
             await self._replay_events(window)
             return
-        batches, records = self.destination.prepare([e for e in window.events if self.destination.consumes(e.source)])
+        events = [e for e in window.events if self.destination.consumes(e.source)]
+        batches, records = self._prepare(events)
         retry_at: dict[int, float] = {}
-        for batch in batches:
+        search = Search.for_window(len(events))
+        while batches:
+            batch = batches.pop()
             outcome = await self._attempt(batch)
             seqs = [m.seq for m in batch.messages]
+            halve = isinstance(outcome, Rejected) and outcome.status_code == 400
+            halve = halve or (isinstance(outcome, Refused) and search.refused(seqs, outcome) is Step.SPLIT)
+            if halve and len(seqs) > 1:
+                batches.extend(self.destination.split(batch))  # the event at fault stays a dead letter
+                continue
             if isinstance(outcome, Delivered):
                 refused = dict(outcome.refused)
                 records.extend(OutcomeRecord(s, REJECTED, refused[s], 400) if s in refused else
@@ -309,9 +428,26 @@ class DeliveryWorker:
 
     async def _replay_events(self, window: Window) -> None:
         destination = cast(EventDestination, self.destination)
-        settled = await destination.deliver([e for e in window.events if destination.consumes(e.source)],
-                                            replay=True)
+        events = [e for e in window.events if destination.consumes(e.source)]
+        settled = await self._deliver_events(destination, events, Search.for_window(len(events)), replay=True)
         records = [s.record for s in settled if s.record is not None and not s.retry]
         retry_at = {s.seq: time.time() + backoff_delay(1, self.settings, s.after) for s in settled if s.retry}
         records.extend(OutcomeRecord(s.seq, REJECTED, s.reason) for s in settled if s.retry)
         await self.journal.settle_replays(destination.name, records, retry_at)
+
+
+def _fails(prepare: Callable[[list[StoredEvent]], Any], event: StoredEvent) -> str | None:
+    """Why preparing this event alone fails twice in the same way; None if it does not."""
+    try:
+        prepare([event])
+        return None
+    except Exception as first:
+        if is_transient(first):
+            raise
+        try:
+            prepare([event])
+        except Exception as second:
+            if kind_of(second) == kind_of(first):
+                return describe(second)
+            raise
+        return None

@@ -22,8 +22,8 @@ from sgbridge.actions.ordering import WindowLocks
 from sgbridge.actions.results import DROPPED, HELD, OK, REJECTED, RETRY, EventResult
 from sgbridge.actions.runner import ActionRunner, check_subscription
 from sgbridge.actions.sendgrid.api import RequestRecord
-from sgbridge.inbound.segment import SEGMENT_SOURCES
-from sgbridge.journal import Journal
+from sgbridge.journal import Journal, streams
+from sgbridge.journal.streams import stream_of
 from sgbridge.model import AttemptRecord, OutcomeRecord, StoredEvent
 from sgbridge.outcomes import DELIVERED
 from sgbridge.outcomes import DROPPED as DROPPED_STATUS
@@ -56,6 +56,8 @@ class JournalMailGuard(MailGuard):
 
 
 class ActionsDestination:
+    stream = streams.SEGMENT
+
     def __init__(self, name: str, config: ActionDestinationSettings, journal: Journal,
                  client: httpx.AsyncClient) -> None:
         self.name = name
@@ -80,18 +82,18 @@ class ActionsDestination:
         self.url = self.runner.api.endpoint
 
     def consumes(self, source: str) -> bool:
-        return source in SEGMENT_SOURCES
+        return stream_of(source) == self.stream
 
-    def _plan(self, stored: StoredEvent) -> PlannedEvent:
+    def plan(self, stored: StoredEvent) -> PlannedEvent:
+        """One event's mapping and operations (pure; the worker guards it per event)."""
         try:
             event = orjson.loads(stored.body)
         except orjson.JSONDecodeError:  # cannot happen for rows we wrote; never block on it
             return PlannedEvent(stored.seq, invalid=Invalid("stored event is not valid JSON"))
         return self.runner.plan(stored.seq, event)
 
-    def begin(self, window: int, events: Sequence[StoredEvent]) -> None:
-        """Plan a claimed window and take its contacts' keys (called in claim order, before any await)."""
-        planned = [self._plan(e) for e in events]
+    def begin(self, window: int, planned: Sequence[PlannedEvent]) -> None:
+        """Take the contacts' keys of a claimed window's plans (called in claim order, before any await)."""
         self._plans[window] = {p.ref: p for p in planned}
         waits = self.locks.register(window, planned)
         self._waits[window] = {planned[i].ref: futures for i, futures in waits.items()}
@@ -105,7 +107,7 @@ class ActionsDestination:
     async def deliver(self, events: Sequence[StoredEvent], replay: bool = False,
                       window: int | None = None) -> list[Settled]:
         plans = self._plans.get(window, {}) if window is not None else {}
-        planned = [plans.get(e.seq) or self._plan(e) for e in events]
+        planned = [plans.get(e.seq) or self.plan(e) for e in events]
         waits = self._waits.get(window, {}) if window is not None else {}
         ready = [p for p in planned if p.ref not in waits]
         waiting = [p for p in planned if p.ref in waits]

@@ -21,6 +21,7 @@ class Batch(Protocol):
 
 class BatchDestination(Protocol):
     name: str
+    stream: int  # the journal stream it reads (journal/streams.py); claims touch no other row
 
     def consumes(self, source: str) -> bool:
         """Whether events of this journal source are for this destination at all (others pass by)."""
@@ -51,11 +52,17 @@ class EventDestination(Protocol):
     """A destination that settles each event on its own (the action destinations)."""
 
     name: str
+    stream: int
 
     def consumes(self, source: str) -> bool: ...
 
-    def begin(self, window: int, events: Sequence[StoredEvent]) -> None:
-        """A window was claimed (called in claim order, before any await)."""
+    def plan(self, event: StoredEvent) -> Any:
+        """Map one event (no side effects); the worker calls it per event, and an event whose
+        planning raises is rejected alone (delivery/search.py)."""
+        ...
+
+    def begin(self, window: int, planned: Sequence[Any]) -> None:
+        """A window was claimed and planned (called in claim order, before any await)."""
         ...
 
     def end(self, window: int) -> None:

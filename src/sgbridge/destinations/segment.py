@@ -16,7 +16,8 @@ import httpx
 import orjson
 
 from sgbridge.destinations.classify import classify_error, classify_response
-from sgbridge.inbound.segment import SEGMENT_SOURCES
+from sgbridge.journal import streams
+from sgbridge.journal.streams import stream_of
 from sgbridge.model import OutcomeRecord, StoredEvent
 from sgbridge.outcomes import DROPPED, REJECTED, Outcome
 from sgbridge.routing.sendgrid_to_segment import Skip, to_segment_track
@@ -44,6 +45,7 @@ class Batch:
 
 class SegmentDestination:
     name = "segment"
+    stream = streams.SENDGRID
 
     def __init__(self, settings: Settings, client: httpx.AsyncClient) -> None:
         self.settings = settings
@@ -54,7 +56,7 @@ class SegmentDestination:
         self._auth: dict[str, str] = {}
 
     def consumes(self, source: str) -> bool:
-        return source not in SEGMENT_SOURCES  # events that came from Segment never go back to it
+        return stream_of(source) == self.stream  # events that came from Segment never go back to it
 
     def prepare(self, events: list[StoredEvent]) -> tuple[list[Batch], list[OutcomeRecord]]:
         """Map events and pack them into batches; the second list holds events not sent."""

@@ -1,18 +1,15 @@
 """SendGrid events → the warehouse, as one more destination of the delivery engine.
 
 Each window of the journal becomes one dlt load per source dataset (per-type tables plus
-``activity``). An unavailable warehouse is a ``Retry``: the window waits and nothing is lost.
-Loads run in a worker thread so ingestion keeps its event loop.
+``activity``). An unavailable warehouse, or a transient fault (delivery/faults.py), is a
+``Retry``: the window waits and nothing is lost. Loads run in a worker thread so ingestion keeps
+its event loop.
 
-A load the warehouse refuses (``LoadRefused``) is split in halves, and those it refuses again in
-halves, down to single events, so that one event the warehouse will not take does not hold the
-window (and every window behind it) until the maximum age. An event refused alone is rejected
-only if some other part of the window is in the warehouse (loaded in this search, or before): a
-warehouse that refuses everything (a permission taken away) must delay the window, not reject it.
-The search also stops, and the window waits, after more refusals than a few bad events explain:
-in a row, twice the halvings from the window down to one event, plus two; in all, four times
-plus eight (80 loads for 200,000 events). A table that refuses many events is for an operator
-to fix; its events wait for that, rather than becoming dead letters one by one.
+A load the warehouse refuses (``LoadRefused``) is a ``Refused``: the delivery engine halves the
+window to find the event at fault and rejects it only on proof — refused alone twice, with the
+same kind of error, and some other part of the window in the warehouse (or the rows could not be
+built at all: ``Refused.local``). The rule, and the search's budget, are the engine's, the same
+for every destination: see delivery/search.py.
 """
 
 from __future__ import annotations
@@ -24,9 +21,11 @@ from typing import Any
 
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from sgbridge.inbound.segment import SEGMENT_SOURCES
+from sgbridge.delivery.faults import cause, describe, is_transient, kind_of
+from sgbridge.journal import streams
+from sgbridge.journal.streams import stream_of
 from sgbridge.model import OutcomeRecord, StoredEvent
-from sgbridge.outcomes import Delivered, Outcome, Retry
+from sgbridge.outcomes import Delivered, Outcome, Refused, Retry
 from sgbridge.settings import Settings
 from sgbridge.warehouse.loader import LoadRefused, Warehouse
 from sgbridge.warehouse.location import target
@@ -40,21 +39,9 @@ class LoadBatch:
     messages: list[StoredEvent]
 
 
-@dataclass(slots=True)
-class _Search:
-    """The state of one window's search for the events the warehouse refuses."""
-
-    refusals_allowed: int  # in a row: more than one bad event explains
-    loads_left: int  # in all: more than a few bad events need
-    refused_in_a_row: int = 0
-    loaded: bool = False  # some part of the window is in the warehouse (loaded now, or before)
-
-    def took(self) -> None:
-        self.loaded, self.refused_in_a_row = True, 0
-
-
 class WarehouseDestination:
     name = NAME
+    stream = streams.SENDGRID
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -64,7 +51,7 @@ class WarehouseDestination:
         self._loading: set[asyncio.Future[Any]] = set()
 
     def consumes(self, source: str) -> bool:
-        return source not in SEGMENT_SOURCES
+        return stream_of(source) == self.stream
 
     def prepare(self, events: list[StoredEvent]) -> tuple[list[LoadBatch], list[OutcomeRecord]]:
         return ([LoadBatch(list(events))] if events else []), []
@@ -73,57 +60,37 @@ class WarehouseDestination:
         half = len(batch.messages) // 2
         return [LoadBatch(batch.messages[:half]), LoadBatch(batch.messages[half:])]
 
-    def _load_sorting_out(self, events: list[StoredEvent]) -> list[tuple[int, str]]:
-        """Load the events; (seq, reason) of those the warehouse refuses alone (see the module)."""
-        halvings = max(1, len(events)).bit_length()
-        search = _Search(refusals_allowed=2 * halvings + 2, loads_left=4 * halvings + 8)
-        refused = self._load_part(events, search)
-        if refused and not search.loaded:
-            raise LoadRefused(f"every part refused, none loaded: {refused[0][1]}")
-        return refused
-
-    def _load_part(self, events: list[StoredEvent], search: _Search) -> list[tuple[int, str]]:
-        search.loads_left -= 1
+    def _load_once(self, events: list[StoredEvent]) -> None:
         try:
-            try:
-                self._load(events, search)
-            except PipelineStepFailed:
-                # dlt kept the failed load pending. Once more, now: the load is finished (a passing
-                # fault), or given up and the rows loaded afresh, which are refused if they fail again.
-                self._load(events, search)
-        except LoadRefused as exc:
-            search.refused_in_a_row += 1
-            if search.refused_in_a_row > search.refusals_allowed or search.loads_left <= 0:
-                # More refusals than a few bad events explain: the warehouse (or a whole table)
-                # refuses, and the window waits for it to be fixed. What loaded meanwhile stays.
-                raise
-            if len(events) == 1:
-                return [(events[0].seq, f"the warehouse refused this event: {str(exc)[:300]}")]
-            half = len(events) // 2
-            return self._load_part(events[:half], search) + self._load_part(events[half:], search)
-        return []
+            self._load(events)
+        except PipelineStepFailed:
+            # dlt kept the failed load pending. Once more, now: the load is finished (a passing
+            # fault), or given up and the rows loaded afresh, which are refused if they fail again.
+            self._load(events)
 
-    def _load(self, events: list[StoredEvent], search: _Search | None = None) -> None:
-        """Load the events not in the warehouse yet (``search`` is told of each dataset's part
-        that is in the warehouse now: loaded, or found there already)."""
+    def _load(self, events: list[StoredEvent]) -> None:
+        """Load the events not in the warehouse yet, one dataset at a time."""
         by_dataset: dict[str, list[StoredEvent]] = {}
         for event in events:
             by_dataset.setdefault(self.settings.warehouse_dataset_for(event.source), []).append(event)
         for dataset, group in by_dataset.items():
             self.warehouse.loader(dataset).load(group)
-            if search is not None:
-                search.took()
 
     async def send(self, batch: LoadBatch) -> Outcome:
         # shield: a cancelled worker must not leave a load running unseen; close() waits for it.
-        loading = asyncio.ensure_future(asyncio.to_thread(self._load_sorting_out, batch.messages))
+        loading = asyncio.ensure_future(asyncio.to_thread(self._load_once, batch.messages))
         self._loading.add(loading)
         loading.add_done_callback(self._finished)
         try:
-            refused = await asyncio.shield(loading)
-        except Exception as exc:  # the warehouse is down, full, or refuses everything: the window waits
-            return Retry(f"warehouse load failed: {type(exc).__name__}: {str(exc)[:300]}")
-        return Delivered(refused=tuple(refused))
+            await asyncio.shield(loading)
+        except LoadRefused as exc:
+            if is_transient(exc):  # out of memory, a statement timeout, a connection cut: not the rows
+                return Retry(f"warehouse load failed: {describe(exc)}")
+            step = "could not build the rows" if exc.local else "the warehouse refused the load"
+            return Refused(f"{step}: {cause(exc)}", kind_of(exc), local=exc.local)
+        except Exception as exc:  # the warehouse is down or full: the window waits
+            return Retry(f"warehouse load failed: {describe(exc)}")
+        return Delivered()
 
     def _finished(self, loading: asyncio.Future[Any]) -> None:
         self._loading.discard(loading)

@@ -52,7 +52,7 @@ class Dialect:
         return int(row[0])
 
 
-_EVENT_COLUMNS = "(request_id, source, received_at, event_type, id_key, fp_key, body)"
+_EVENT_COLUMNS = "(request_id, source, received_at, event_type, id_key, fp_key, body, stream)"
 
 
 class SQLiteDialect(Dialect):
@@ -81,7 +81,7 @@ class SQLiteDialect(Dialect):
 
     def insert_events(self, conn: Any, rows: list[tuple[Any, ...]]) -> int:
         before = conn.total_changes
-        conn.executemany(f"INSERT OR IGNORE INTO events {_EVENT_COLUMNS} VALUES (?,?,?,?,?,?,?)", rows)
+        conn.executemany(f"INSERT OR IGNORE INTO events {_EVENT_COLUMNS} VALUES (?,?,?,?,?,?,?,?)", rows)
         return int(conn.total_changes - before)
 
 
@@ -123,7 +123,7 @@ class PostgresDialect(Dialect):
         inserted = 0
         with conn.cursor() as cur:
             cur.executemany(
-                f"INSERT INTO events {_EVENT_COLUMNS} VALUES (%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
+                f"INSERT INTO events {_EVENT_COLUMNS} VALUES (%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
                 rows,
             )
             inserted = cur.rowcount

@@ -7,6 +7,7 @@ Every method runs its SQL in the writer thread (see writer.py) and returns an aw
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -16,7 +17,10 @@ from typing import Any, TypeVar
 import orjson
 
 from sgbridge import outcomes as oc
+from sgbridge.inbound.segment import SEGMENT_SOURCES
+from sgbridge.journal import streams
 from sgbridge.journal.dialect import Dialect, dialect_for
+from sgbridge.journal.streams import stream_of
 from sgbridge.journal.writer import Writer
 from sgbridge.model import (
     AppendResult,
@@ -32,14 +36,29 @@ _EVENT_FIELDS = "seq, source, event_type, received_at, COALESCE(id_key, fp_key),
 DEAD = (oc.REJECTED, oc.HELD)  # outcomes an operator looks at and may replay
 
 
+def readable(body: bytes) -> Any:
+    """A stored event's JSON for people to look at (dead letters, ``events show``). The rows that
+    became dead letters include those orjson will not read: a number no double holds (``1e400``)
+    or nesting past 1,024 levels; Python's reader takes the first (as infinity), the text the rest."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return body.decode("utf-8", "replace")
+
+
 def _stored(row: Sequence[Any]) -> StoredEvent:
     return StoredEvent(int(row[0]), row[1], row[2], float(row[3]), bytes(row[4]), bytes(row[5]))
 
 
 # Bumped when a table changes shape; written into meta by the schema files.
-SCHEMA_VERSION = "4"
-# Versions this code upgrades in place: the schema files add what is missing (IF NOT EXISTS).
-UPGRADABLE = ("2", "3")
+SCHEMA_VERSION = "5"
+# Versions this code upgrades in place: the schema files add what is missing (IF NOT EXISTS), and
+# ``_upgrade`` the columns version 5 added to existing tables.
+UPGRADABLE = ("2", "3", "4")
 
 
 class Journal:
@@ -48,9 +67,9 @@ class Journal:
         progress do not wait for the disk (see Writer), the emails' guard still does."""
         self.url = database_url
         self.dialect: Dialect = dialect_for(database_url)
+        self.q = self.dialect.sql
         self._apply_schema()
         self._writer = Writer(self.dialect, relaxed=relaxed_progress)
-        self.q = self.dialect.sql
         self._reader: Any = None  # opened on first use: a read outside the writer's transactions
         self._reader_lock = threading.Lock()
 
@@ -60,6 +79,7 @@ class Journal:
         try:
             if self.dialect.name == "postgres":
                 conn.execute("SELECT pg_advisory_lock(7281)")  # two processes starting at once
+            self._upgrade(conn)
             for statement in self.dialect.schema().split(";"):
                 if statement.strip():
                     conn.execute(statement)
@@ -75,6 +95,42 @@ class Journal:
                 conn.execute("SELECT pg_advisory_unlock(7281)")
         finally:
             conn.close()
+
+    def _upgrade(self, conn: Any) -> None:
+        """Version 5: each event's stream (journal/streams.py), and the stream each cursor reads.
+        Adding a column with a constant default rewrites no row (SQLite, PostgreSQL 11+); only the
+        Segment-born events are updated. The schema files then build the index."""
+        if not self._has_table(conn, "events") or self._has_column(conn, "events", "stream"):
+            return
+        segment = sorted(SEGMENT_SOURCES)
+        marks = ", ".join("?" * len(segment))
+        conn.execute("BEGIN")
+        try:
+            conn.execute(f"ALTER TABLE events ADD COLUMN stream {self._small_int} NOT NULL DEFAULT {streams.SENDGRID}")
+            conn.execute(self.q(f"UPDATE events SET stream = ? WHERE source IN ({marks})"),
+                         (streams.SEGMENT, *segment))
+            if not self._has_column(conn, "cursors", "stream"):
+                conn.execute(f"ALTER TABLE cursors ADD COLUMN stream {self._small_int}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    @property
+    def _small_int(self) -> str:
+        return "SMALLINT" if self.dialect.name == "postgres" else "INTEGER"
+
+    def _has_table(self, conn: Any, table: str) -> bool:
+        if self.dialect.name == "postgres":
+            return conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0] is not None
+        return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone() \
+            is not None
+
+    def _has_column(self, conn: Any, table: str, column: str) -> bool:
+        if self.dialect.name == "postgres":
+            return conn.execute("SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
+                                "AND table_name = %s AND column_name = %s", (table, column)).fetchone() is not None
+        return any(row[1] == column for row in conn.execute(f"PRAGMA table_info({table})"))
 
     def _submit(self, fn: Callable[[Any], T], appends: bool = False, durable: bool = False) -> Future[T]:
         return self._writer.submit(fn, appends=appends, durable=durable)
@@ -117,7 +173,8 @@ class Journal:
                 (request.source, request.received_at, len(request.events), request.body_bytes),
             )
             rows = [
-                (request_id, e.source, request.received_at, e.event_type, e.id_key, e.fp_key, e.body)
+                (request_id, e.source, request.received_at, e.event_type, e.id_key, e.fp_key, e.body,
+                 stream_of(e.source))
                 for e in request.events
             ]
             accepted = dialect.insert_events(conn, rows) if rows else 0
@@ -126,15 +183,20 @@ class Journal:
         return await self.run(job, appends=True)
 
     # -- delivery: windows over the log ---------------------------------------------------
-    async def claim_window(self, destination: str, owner: str, limit: int, lease: float) -> Window | None:
+    async def claim_window(self, destination: str, owner: str, limit: int, lease: float,
+                           stream: int | None = None) -> Window | None:
+        """The next window of the log for ``destination``: up to ``limit`` events after its cursor
+        and the windows in flight, of ``stream`` only (journal/streams.py; None: every event)."""
         q, lock = self.q, " FOR UPDATE" if self.dialect.name == "postgres" else ""
+        of_stream, stream_args = ("stream = ? AND ", (stream,)) if stream is not None else ("", ())
 
         def job(conn: Any) -> Window | None:
             now = time.time()
-            conn.execute(q("INSERT INTO cursors (destination, position) VALUES (?, 0) ON CONFLICT DO NOTHING"),
-                         (destination,))
-            position = conn.execute(q(f"SELECT position FROM cursors WHERE destination = ?{lock}"),
-                                    (destination,)).fetchone()[0]
+            conn.execute(q("INSERT INTO cursors (destination, position, stream) VALUES (?, 0, ?) ON CONFLICT "
+                           "(destination) DO UPDATE SET stream = excluded.stream WHERE cursors.stream IS NULL "
+                           "OR cursors.stream <> excluded.stream"), (destination, stream))
+            position = int(conn.execute(q(f"SELECT position FROM cursors WHERE destination = ?{lock}"),
+                                        (destination,)).fetchone()[0])
             stale = conn.execute(q(
                 "SELECT id, seq_lo, seq_hi FROM claims WHERE destination = ? AND done = 0 AND expires_at < ? "
                 "ORDER BY seq_lo LIMIT 1"), (destination, now)).fetchone()
@@ -142,14 +204,21 @@ class Journal:
                 claim_id, lo, hi = int(stale[0]), int(stale[1]), int(stale[2])
                 conn.execute(q("UPDATE claims SET owner = ?, expires_at = ? WHERE id = ?"),
                              (owner, now + lease, claim_id))
-                rows = conn.execute(q(f"SELECT {_EVENT_FIELDS} FROM events WHERE seq BETWEEN ? AND ? ORDER BY seq"),
-                                    (lo, hi)).fetchall()
+                rows = conn.execute(q(f"SELECT {_EVENT_FIELDS} FROM events WHERE {of_stream}seq BETWEEN ? AND ? "
+                                      "ORDER BY seq"), (*stream_args, lo, hi)).fetchall()
                 return Window(claim_id, destination, lo, hi, [_stored(r) for r in rows])
             top = conn.execute(q("SELECT MAX(seq_hi) FROM claims WHERE destination = ?"), (destination,)).fetchone()[0]
-            start = max(int(position), int(top or 0))
-            rows = conn.execute(q(f"SELECT {_EVENT_FIELDS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?"),
-                                (start, limit)).fetchall()
+            start = max(position, int(top or 0))
+            rows = conn.execute(q(f"SELECT {_EVENT_FIELDS} FROM events WHERE {of_stream}seq > ? ORDER BY seq LIMIT ?"),
+                                (*stream_args, start, limit)).fetchall()
             if not rows:
+                if stream is not None and start == position:
+                    # Nothing of its stream after the cursor, nothing in flight: the cursor passes
+                    # over the other stream's events (in one statement: one snapshot of the log).
+                    conn.execute(q("UPDATE cursors SET position = (SELECT MAX(seq) FROM events) WHERE destination = ? "
+                                   "AND position < (SELECT MAX(seq) FROM events) AND NOT EXISTS "
+                                   "(SELECT 1 FROM events WHERE stream = ? AND seq > ?)"),
+                                 (destination, stream, position))
                 return None
             hi = int(rows[-1][0])
             claim_id = self.dialect.insert_returning_id(
@@ -327,7 +396,8 @@ class Journal:
                 (*params, limit)).fetchall()
             out = []
             for r in rows:
-                body = orjson.loads(bytes(r[7])) if r[7] is not None else {}
+                body = readable(bytes(r[7])) if r[7] is not None else {}
+                body = body if isinstance(body, dict) else {}
                 out.append({"id": int(r[0]), "destination": r[1], "seq": int(r[2]), "reason": r[3],
                             "status_code": r[4], "attempts": int(r[5]), "updated_at": float(r[6]),
                             "source": r[8], "status": r[9], "event": body.get("event") or body.get("type"),

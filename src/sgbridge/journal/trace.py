@@ -10,7 +10,10 @@ from typing import Any
 import orjson
 
 from sgbridge import outcomes as oc
-from sgbridge.journal.journal import Journal
+from sgbridge.journal import streams
+from sgbridge.journal.journal import Journal, readable
+
+NOT_CONSUMED = "not_consumed"  # the destination does not read the event's stream
 
 
 def find_seqs(journal: Journal, ref: str, sources: list[str]) -> list[int]:
@@ -33,28 +36,34 @@ def find_seqs(journal: Journal, ref: str, sources: list[str]) -> list[int]:
 
 def trace(journal: Journal, seq: int, destinations: list[str],
           consumes: Mapping[str, Callable[[str], bool]] | None = None) -> dict[str, Any] | None:
-    """The event and, per destination, its outcome. ``consumes`` says which sources a destination
-    takes; for the others the view says so instead of reporting the cursor's "delivered"."""
+    """The event and, per destination, its outcome. A destination that does not read the event's
+    stream (journal/streams.py: its cursor records the stream it reads) shows ``not_consumed``
+    instead of the "delivered" its cursor would imply; ``consumes`` (source -> bool, by destination)
+    says so for destinations that have not claimed anything yet."""
     q = journal.q
 
     def job(conn: Any) -> dict[str, Any] | None:
-        row = conn.execute(q("SELECT e.seq, e.source, e.received_at, e.event_type, e.body, e.request_id, r.body_bytes "
-                             "FROM events e LEFT JOIN requests r ON r.id = e.request_id WHERE e.seq = ?"),
+        row = conn.execute(q("SELECT e.seq, e.source, e.received_at, e.event_type, e.body, e.request_id, r.body_bytes, "
+                             "e.stream FROM events e LEFT JOIN requests r ON r.id = e.request_id WHERE e.seq = ?"),
                            (seq,)).fetchone()
         if row is None:
             return None
+        source, stream = str(row[1]), int(row[7])
         result: dict[str, Any] = {
-            "seq": int(row[0]), "source": row[1], "received_at": float(row[2]), "event_type": row[3],
-            "event": orjson.loads(bytes(row[4])),
+            "seq": int(row[0]), "source": source, "received_at": float(row[2]), "event_type": row[3],
+            "event": readable(bytes(row[4])),
             "request": {"id": int(row[5]), "body_bytes": row[6]},
             "destinations": {},
         }
-        names = set(destinations) | {r[0] for r in conn.execute("SELECT destination FROM cursors")}
-        for name in sorted(names):
+        reads = {str(r[0]): r[1] for r in conn.execute("SELECT destination, stream FROM cursors")}
+        for name in sorted(set(destinations) | set(reads)):
             takes = (consumes or {}).get(name)
-            if takes is not None and not takes(str(row[1])):
-                result["destinations"][name] = {"outcome": "not_applicable",
-                                                "reason": f"events from source {row[1]!r} are not for this destination"}
+            read = reads.get(name)
+            if (takes is not None and not takes(source)) or (read is not None and int(read) != stream):
+                result["destinations"][name] = {
+                    "outcome": NOT_CONSUMED,
+                    "reason": f"{name} does not consume events from source {source!r} "
+                              f"(the {streams.NAMES[stream]} stream)"}
                 continue
             result["destinations"][name] = _destination_view(conn, journal, name, seq)
         return result

@@ -20,6 +20,7 @@ A crash or an unreachable warehouse anywhere in between leaves the record. The n
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,24 @@ def forget_abandoned(pipeline: Any) -> None:
                 client.execute_sql(f"DELETE FROM {client.make_qualified_table_name(table)} "
                                    f"WHERE _dlt_load_id IN ({marks})", *load_ids)
     record.unlink()
+
+
+def extract_folders(pipeline: Any) -> set[str]:
+    """The folders dlt's extracts write their packages in, under ``<pipeline>/normalize/``: one per
+    extract, moved to ``extracted/`` when it succeeds."""
+    normalize = Path(pipeline.working_dir) / "normalize"
+    try:
+        return {entry.name for entry in os.scandir(normalize) if entry.is_dir() and entry.name != "extracted"}
+    except FileNotFoundError:
+        return set()
+
+
+def remove_failed_extracts(pipeline: Any, before: set[str]) -> None:
+    """Delete the folders of extracts that failed since ``before`` was taken: dlt leaves them,
+    each with its half-written files, and a window refused at every retry left one per try."""
+    normalize = Path(pipeline.working_dir) / "normalize"
+    for name in extract_folders(pipeline) - before:
+        shutil.rmtree(normalize / name, ignore_errors=True)
 
 
 def under_way_when_stopped(pipeline: Any) -> bool:

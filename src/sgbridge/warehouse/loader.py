@@ -29,7 +29,13 @@ from dlt.common.exceptions import TerminalException
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from sgbridge.model import StoredEvent
-from sgbridge.warehouse.abandon import abandon, forget_abandoned, under_way_when_stopped
+from sgbridge.warehouse.abandon import (
+    abandon,
+    extract_folders,
+    forget_abandoned,
+    remove_failed_extracts,
+    under_way_when_stopped,
+)
 from sgbridge.warehouse.keeper import DuckDBKeeper
 from sgbridge.warehouse.tables import ACTIVITY, TABLES, tables_for
 
@@ -43,7 +49,12 @@ CHUNK_EVENTS = 122_880
 
 class LoadRefused(Exception):
     """The warehouse answered and refused this load; loading the same rows again will not help.
-    Nothing of it is left pending or loaded (see ``DatasetLoader._abandon``)."""
+    Nothing of it is left pending or loaded (see ``DatasetLoader._abandon``). ``local``: the rows
+    could not be built or written to dlt's files (extract, normalize); the warehouse had no part."""
+
+    def __init__(self, message: str, local: bool = False) -> None:
+        super().__init__(message)
+        self.local = local
 
 
 def finish_interrupted_load(pipeline: Any) -> None:
@@ -107,7 +118,7 @@ class DatasetLoader:
                 if exc.step not in ("extract", "normalize") and not gave_up:
                     raise
                 self._abandon()
-                raise LoadRefused(f"{exc.step}: {exc.exception}") from exc
+                raise LoadRefused(f"{exc.step}: {exc.exception}", local=exc.step in ("extract", "normalize")) from exc
             self._index()
             return fresh
 
@@ -149,9 +160,12 @@ class DatasetLoader:
     def _run(self, tables: Iterator[Any]) -> None:
         """One dlt load (extract, normalize, load) of the window's tables."""
         rows = dlt.resource(tables, name=ACTIVITY, write_disposition="append")
+        folders = extract_folders(self.pipeline)
         try:
             self.pipeline.run(rows)
         except PipelineStepFailed as exc:
+            if exc.step == "extract":
+                remove_failed_extracts(self.pipeline, folders)
             if isinstance(exc.exception, TerminalException):
                 # This package can never load (data dlt or the warehouse refuses, or a table changed
                 # under it): give it up now. Its events stay in the journal and are tried again.

@@ -2,7 +2,7 @@
 -- The event log is append-only, and delivery keeps a cursor per destination and materialises only
 -- the exceptions (drops, rejections, replays) as rows, so the hot path writes one row per event.
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-INSERT INTO meta (key, value) VALUES ('schema_version', '4') ON CONFLICT DO NOTHING;
+INSERT INTO meta (key, value) VALUES ('schema_version', '5') ON CONFLICT DO NOTHING;
 
 CREATE TABLE IF NOT EXISTS requests (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -21,12 +21,17 @@ CREATE TABLE IF NOT EXISTS events (
     event_type TEXT NOT NULL,
     id_key BLOB UNIQUE,
     fp_key BLOB NOT NULL UNIQUE,
-    body BLOB NOT NULL
+    body BLOB NOT NULL,
+    stream INTEGER NOT NULL DEFAULT 0  -- journal/streams.py: 0 SendGrid, 1 Segment (schema version 5)
 );
+-- A destination's claims read only its stream's rows. seq increases, so inserts append to the
+-- index's right edge.
+CREATE INDEX IF NOT EXISTS events_stream ON events (stream, seq);
 
 CREATE TABLE IF NOT EXISTS cursors (
     destination TEXT PRIMARY KEY,
-    position INTEGER NOT NULL
+    position INTEGER NOT NULL,
+    stream INTEGER  -- the stream the destination consumes, NULL until it claims (an older journal)
 );
 
 CREATE TABLE IF NOT EXISTS claims (
