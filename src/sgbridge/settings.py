@@ -124,6 +124,16 @@ class SegmentInboundSettings(_Section):
         None, description="Webhooks destination shared secret: X-Signature is checked against it "
                           "(SEGMENT_WEBHOOK_SHARED_SECRET)")
     unsigned: bool = Field(False, description="accept /webhooks/segment without X-Signature (trusted networks)")
+    header_name: str = Field("Authorization", min_length=1, description="the custom header set in Segment's "
+                             "Webhooks destination (its Headers field) that carries header_secret")
+    header_secret: SecretStr | None = Field(
+        None, description="the whole value that header must have, e.g. `Bearer <random>` "
+                          "(SEGMENT_WEBHOOK_HEADER_SECRET); compared in constant time. It authenticates the "
+                          "whole request, so batches are trusted whole; with shared_secret set too, both must match")
+    accept_unsigned_batch_elements: bool = Field(
+        False, description="without header_secret, store the events after the first of a batch although "
+                           "X-Signature covers only the first (anyone holding one signed event could add "
+                           "events to it); off: such batches are refused (403)")
     write_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, description="write keys accepted by the Tracking API endpoints /v1/* "
                                           "(SGBRIDGE_INBOUND_WRITE_KEYS, comma-separated)")
@@ -329,6 +339,8 @@ def _apply_short_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
     inbound = data.setdefault("segment_inbound", {})
     if secret := env.get("SEGMENT_WEBHOOK_SHARED_SECRET"):
         inbound["shared_secret"] = secret
+    if secret := env.get("SEGMENT_WEBHOOK_HEADER_SECRET"):
+        inbound["header_secret"] = secret
     if write_keys := env.get("SGBRIDGE_INBOUND_WRITE_KEYS"):
         inbound["write_keys"] = write_keys
     if api_key := env.get("SENDGRID_API_KEY"):
