@@ -277,9 +277,9 @@ def events() -> None:
     """Look up stored events."""
 
 
-@events.command("show")
+@events.command("show", context_settings={"ignore_unknown_options": True})
 @config_option
-@click.argument("ref")
+@click.argument("ref")  # an id may start with "-": taken as the argument, not as an unknown option
 def events_show(config: str | None, ref: str) -> None:
     """Follow one event (log seq, sg_event_id or Segment messageId): request, stored event, and per
     destination its outcome and attempts."""

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import orjson
 
 from sgbridge import outcomes as oc
+from sgbridge.inbound.readable import load_for_display
 from sgbridge.journal.dialect import Dialect, dialect_for
 from sgbridge.journal.writer import Writer
 from sgbridge.model import (
@@ -29,6 +30,11 @@ from sgbridge.model import (
 T = TypeVar("T")
 _EVENT_FIELDS = "seq, source, event_type, received_at, COALESCE(id_key, fp_key), body"
 DEAD = (oc.REJECTED, oc.HELD)  # outcomes an operator looks at and may replay
+
+
+def _shown(value: Any) -> Any:
+    """A field as a list shows it: text and numbers as they are, anything else as compact JSON."""
+    return value if value is None or isinstance(value, str | int | float) else orjson.dumps(value).decode()
 
 
 def _stored(row: Sequence[Any]) -> StoredEvent:
@@ -303,11 +309,15 @@ class Journal:
                 (*params, limit)).fetchall()
             out = []
             for r in rows:
-                body = orjson.loads(bytes(r[7])) if r[7] is not None else {}
-                out.append({"id": int(r[0]), "destination": r[1], "seq": int(r[2]), "reason": r[3],
-                            "status_code": r[4], "attempts": int(r[5]), "updated_at": float(r[6]),
-                            "source": r[8], "status": r[9], "event": body.get("event") or body.get("type"),
-                            "sg_event_id": body.get("sg_event_id") or body.get("messageId")})
+                parsed, unreadable = load_for_display(bytes(r[7])) if r[7] is not None else ({}, None)
+                body = parsed if isinstance(parsed, dict) and not unreadable else {}
+                row = {"id": int(r[0]), "destination": r[1], "seq": int(r[2]), "reason": r[3],
+                       "status_code": r[4], "attempts": int(r[5]), "updated_at": float(r[6]),
+                       "source": r[8], "status": r[9], "event": _shown(body.get("event") or body.get("type")),
+                       "sg_event_id": _shown(body.get("sg_event_id") or body.get("messageId"))}
+                if unreadable:
+                    row["event_unreadable"] = unreadable
+                out.append(row)
             return out
 
         return self.run_sync(job)
