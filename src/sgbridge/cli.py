@@ -10,7 +10,7 @@ import click
 import orjson
 
 from sgbridge import __version__
-from sgbridge.cli_common import config_option, open_journal
+from sgbridge.cli_common import ConfigProblem, config_option, open_journal
 from sgbridge.cli_common import settings_from as _settings
 from sgbridge.settings import ConfigError
 
@@ -24,12 +24,13 @@ def main() -> None:
 @main.command()
 @config_option
 @click.option("--host", default=None, help="Listen address (default from config: 127.0.0.1).")
-@click.option("--port", type=int, default=None, help="Listen port (default from config: 8080).")
+@click.option("--port", type=click.IntRange(0, 65535), default=None, help="Listen port (default from config: 8080).")
 def serve(config: str | None, host: str | None, port: int | None) -> None:
     """Run ingestion and delivery in one process."""
     import uvicorn
 
     from sgbridge.app import build_app
+    from sgbridge.journal import JournalUnavailable
 
     settings = _settings(config)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -38,8 +39,8 @@ def serve(config: str | None, host: str | None, port: int | None) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         app = build_app(settings)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    except (ConfigError, JournalUnavailable) as exc:
+        raise ConfigProblem(str(exc)) from None
     uvicorn.run(app, host=host or settings.host, port=port or settings.port, log_level=settings.log_level,
                 access_log=False)
 

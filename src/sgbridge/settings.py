@@ -246,7 +246,7 @@ class Settings(BaseSettings):
 
     database_url: str = Field("sqlite:///sgbridge.db", description="sqlite:///PATH or postgresql://…")
     host: str = Field("127.0.0.1", description="listen address of `serve`")
-    port: int = Field(8080, description="listen port of `serve`")
+    port: int = Field(8080, ge=0, le=65535, description="listen port of `serve`")
     log_level: str = Field("info", description="debug, info, warning, error")
     metrics_token: SecretStr | None = Field(None, description="if set, /metrics needs this bearer token")
     segment: SegmentSettings = Field(default_factory=SegmentSettings)
@@ -258,6 +258,16 @@ class Settings(BaseSettings):
     warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings)
     sync: SyncSettings = Field(default_factory=SyncSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_scheme(cls, value: str) -> str:
+        # Checked here so a typo stops start-up with one line; the URL itself is not repeated (it
+        # may hold a password).
+        if value.startswith(("postgresql://", "postgres://", "sqlite:///")) or value in ("sqlite://", ":memory:"):
+            return value
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        raise ValueError(f"unsupported database URL scheme {scheme!r}: use sqlite:///PATH or postgresql://…")
 
     @field_validator("sources")
     @classmethod
@@ -358,12 +368,15 @@ def _apply_short_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
 
 
 def _format_error(err: ValidationError, origin: str) -> str:
-    lines = [f"invalid configuration ({origin}):"]
+    """One line for one problem (the usual case), one line per problem after a heading otherwise."""
+    problems = []
     for problem in err.errors():
         key = ".".join(str(p) for p in problem["loc"])
         message = str(problem["msg"]).removeprefix("Value error, ")
-        lines.append(f"  {key}: {message}" if key else f"  {message}")
-    return "\n".join(lines)
+        problems.append(f"{key}: {message}" if key else message)
+    if len(problems) == 1:
+        return f"invalid configuration ({origin}): {problems[0]}"
+    return "\n".join([f"invalid configuration ({origin}):", *(f"  {p}" for p in problems)])
 
 
 def load_settings(config_file: str | Path | None = None) -> Settings:
@@ -377,6 +390,10 @@ def load_settings(config_file: str | Path | None = None) -> Settings:
             data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
             raise ConfigError(f"config file not found: {path}") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start}); TOML files are UTF-8") from exc
+        except OSError as exc:
+            raise ConfigError(f"config file {path} cannot be read: {exc.strerror or exc}") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
     _apply_short_env(data, os.environ)

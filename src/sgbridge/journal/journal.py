@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
@@ -47,12 +48,32 @@ SCHEMA_VERSION = "4"
 UPGRADABLE = ("2", "3")
 
 
+class JournalUnavailable(Exception):
+    """The journal cannot be opened (bad URL, server unreachable, wrong schema): one line for the operator."""
+
+
+def redacted(url: str) -> str:
+    """A database URL as it may be shown: without its password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 class Journal:
     def __init__(self, database_url: str) -> None:
         self.url = database_url
-        self.dialect: Dialect = dialect_for(database_url)
-        self._apply_schema()
-        self._writer = Writer(self.dialect)
+        try:
+            self.dialect: Dialect = dialect_for(database_url)
+            self._apply_schema()
+            self._writer = Writer(self.dialect)
+        except JournalUnavailable:
+            raise
+        except Exception as exc:  # connecting and the schema: whatever stops them, say it in one line
+            detail = " ".join(str(exc).split()) or type(exc).__name__
+            raise JournalUnavailable(f"cannot open the journal at {redacted(database_url)}: {detail}") from exc
         self.q = self.dialect.sql
 
     # -- plumbing -------------------------------------------------------------------------
@@ -70,8 +91,9 @@ class Journal:
                              (SCHEMA_VERSION,))
                 version = SCHEMA_VERSION
             if version != SCHEMA_VERSION:
-                raise RuntimeError(f"the journal at {self.url} has schema version {version}; this sgbridge needs "
-                                   f"{SCHEMA_VERSION}. Point SGBRIDGE_DATABASE_URL at a new database")
+                raise JournalUnavailable(f"the journal at {redacted(self.url)} has schema version {version}; this "
+                                         f"sgbridge needs {SCHEMA_VERSION}. Point SGBRIDGE_DATABASE_URL at a new "
+                                         "database")
             if self.dialect.name == "postgres":
                 conn.execute("SELECT pg_advisory_unlock(7281)")
         finally:
