@@ -79,4 +79,19 @@ def render() -> str:
             kind = kind.replace("<class '", "").replace("'>", "").replace("|", "or")
             lines.append(f"| `{name}` | {kind} | {_default(field)} | {field.description or ''} |")
         lines.append("")
+        if model is SegmentInboundSettings:
+            lines += [
+                "**Risk: batches.** Segment's Webhooks destination signs only the first event of a batch "
+                "(`X-Signature`): without a",
+                "second factor, anyone holding one signed event could add events to it. Batches of more than one "
+                "event are",
+                "therefore refused (403) unless `header_secret` is set — a custom header with a random value, set "
+                "in the",
+                "destination's Headers field and here (`SEGMENT_WEBHOOK_HEADER_SECRET`), which authenticates the "
+                "whole request.",
+                "`accept_unsigned_batch_elements = true` accepts them without it, forged events included: only "
+                "for an endpoint",
+                "nobody else can reach.",
+                "",
+            ]
     return "\n".join(lines)
