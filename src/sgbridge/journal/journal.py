@@ -33,6 +33,12 @@ _EVENT_FIELDS = "seq, source, event_type, received_at, COALESCE(id_key, fp_key),
 DEAD = (oc.REJECTED, oc.HELD)  # outcomes an operator looks at and may replay
 
 
+def _text(value: str | None) -> str | None:
+    """Text for a text column: reasons and details quote what the far side answered, which may hold
+    an event's NUL; PostgreSQL's text cannot hold one (the commit failed, the window never settled)."""
+    return value.replace("\0", "\ufffd") if value and "\0" in value else value
+
+
 def _shown(value: Any) -> Any:
     """A field as a list shows it: text and numbers as they are, anything else as compact JSON."""
     return value if value is None or isinstance(value, str | int | float) else orjson.dumps(value).decode()
@@ -176,7 +182,7 @@ class Journal:
         def job(conn: Any) -> None:
             conn.execute(q("UPDATE claims SET expires_at = ?, attempts = attempts + 1, last_error = ?, "
                            "next_attempt_at = ? WHERE id = ?"),
-                         (time.time() + lease, last_error, next_attempt_at, claim_id))
+                         (time.time() + lease, _text(last_error), next_attempt_at, claim_id))
 
         await self.run(job)
 
@@ -192,7 +198,8 @@ class Journal:
         return await self.run(job)
 
     async def record_attempts(self, attempts: Sequence[AttemptRecord]) -> None:
-        rows = [(a.destination, a.started_at, a.duration_ms, a.url, a.status_code, a.outcome, a.detail[:2000],
+        rows = [(a.destination, a.started_at, a.duration_ms, _text(a.url), a.status_code, a.outcome,
+                 _text(a.detail[:2000]),
                  len(a.seqs), min(a.seqs), max(a.seqs), orjson.dumps(a.seqs).decode()) for a in attempts if a.seqs]
 
         def job(conn: Any) -> None:
@@ -211,7 +218,7 @@ class Journal:
             " VALUES (?,?,?,?,?,?,?) ON CONFLICT (destination, seq) DO UPDATE SET status = excluded.status,"
             " reason = excluded.reason, status_code = excluded.status_code, next_attempt_at = NULL,"
             " attempts = outcomes.attempts + excluded.attempts, updated_at = excluded.updated_at"),
-            [(destination, r.seq, r.status, r.reason, r.status_code, attempts_delta, now) for r in records])
+            [(destination, r.seq, r.status, _text(r.reason), r.status_code, attempts_delta, now) for r in records])
 
     async def complete_window(self, window: Window, records: Sequence[OutcomeRecord]) -> int:
         """Record the window's exceptions, mark it done and move the cursor over finished windows."""
@@ -287,7 +294,8 @@ class Journal:
         def job(conn: Any) -> dict[str, str]:
             earlier: dict[str, str] = {}
             now = time.time()
-            for key in dict.fromkeys(keys):
+            for given in dict.fromkeys(keys):
+                key = str(_text(given))  # as stored; the answer is keyed as the caller gave it
                 row = conn.execute(q("SELECT state FROM mail_sends WHERE destination = ? AND message_key = ?"),
                                    (destination, key)).fetchone()
                 if row is None:
@@ -295,7 +303,7 @@ class Journal:
                                    "VALUES (?, ?, 'sending', ?)"), (destination, key, now))
                     continue
                 state = "unknown" if row[0] == "sending" else str(row[0])
-                earlier[key] = state
+                earlier[given] = state
                 if state in ("unsent", "unknown"):
                     conn.execute(q("UPDATE mail_sends SET state = 'sending', updated_at = ? WHERE destination = ? "
                                    "AND message_key = ?"), (now, destination, key))
@@ -305,8 +313,8 @@ class Journal:
 
     async def mail_finish(self, destination: str, outcomes: dict[str, tuple[str, str | None]]) -> None:
         """key -> (state, sg_message_id or detail) after the requests."""
-        rows = [(state, value if state == "sent" else None, None if state == "sent" else value, time.time(),
-                 destination, key) for key, (state, value) in outcomes.items()]
+        rows = [(state, _text(value) if state == "sent" else None, None if state == "sent" else _text(value),
+                 time.time(), destination, _text(key)) for key, (state, value) in outcomes.items()]
 
         def job(conn: Any) -> None:
             self.dialect.executemany(conn, "UPDATE mail_sends SET state = ?, sg_message_id = ?, detail = ?, "
