@@ -8,7 +8,8 @@ shared secret and the header secret) so that they get past authentication. Prope
 - a 4xx stores nothing; a 200 stores what it says;
 - every stored event reads with orjson and is nested within the journal's limit;
 - afterwards every destination (Segment, the warehouse, an action destination) reads the whole
-  log: each cursor reaches the end, none stuck; `events show` and `dead-letters list --json` show
+  log: each cursor reaches the end, none stuck (Segment, the warehouse, SendGrid actions through
+  the SendGrid emulator, a webhook action); `events show` and `dead-letters list --json` show
   every stored event.
 
 SGBRIDGE_FUZZ_EXAMPLES sets the number of requests per database (default 400: 10-20 s each here).
@@ -24,21 +25,29 @@ import hmac
 import json
 import os
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.from_thread
+import httpx
 import orjson
 import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sgbridge.app import build_app
 from sgbridge.cli import main
-from sgbridge.emulators.webhook_signing import sign
+from sgbridge.emulators.segment import create_segment_emulator
+from sgbridge.emulators.sendgrid import create_sendgrid_emulator
+from sgbridge.emulators.webhook_signing import WebhookKeyPair, sign
 from sgbridge.inbound.readable import too_deep
-from tests.conftest import BridgeFactory
+from sgbridge.settings import load_settings
+from tests.actions.harness import HostRouter
 
 SECRET = "fuzz-shared-secret"
 HEADER_SECRET = "Bearer fuzz-header-secret"
@@ -174,12 +183,41 @@ def _headers(request: dict[str, Any], private_key: Any, sent: bytes) -> dict[str
     return headers
 
 
+@dataclass
+class _Harness:
+    client: httpx.AsyncClient
+    bridge: Any
+
+
+@asynccontextmanager
+async def _bridge(config: str) -> AsyncIterator[_Harness]:
+    """The real app, its outbound HTTP routed by host to the Segment and SendGrid emulators."""
+    router = HostRouter({"segment.test": create_segment_emulator(["test-write-key"]),
+                         "sendgrid.test": create_sendgrid_emulator(["SG.fuzz"], job_delay_seconds=0.01)})
+    app = build_app(load_settings(config), transport=router)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bridge") as client,
+    ):
+        yield _Harness(client, app.state.bridge)
+
+
 def _journal_rows(h: Any) -> list[tuple[int, bytes]]:
     rows = h.bridge.journal.run_sync(lambda conn: conn.execute("SELECT seq, body FROM events ORDER BY seq").fetchall())
     return [(int(r[0]), bytes(r[1])) for r in rows]
 
 
 CONFIG = """
+[actions.sendgrid]
+destination = "sendgrid"
+endpoint = "http://sendgrid.test"
+job_poll_seconds = 0.02
+settings = { sendGridApiKey = "SG.fuzz" }
+
+[[actions.sendgrid.subscriptions]]
+action = "updateUserProfile"
+trigger = 'type = "identify"'
+
 [actions.hook]
 destination = "webhook"
 
@@ -195,7 +233,8 @@ mapping = { url = "http://segment.test/hook", method = "POST", data = { "@path" 
 @pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")
 @pytest.mark.parametrize("database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_fuzzed_requests_never_5xx_store_nothing_on_4xx_and_every_consumer_reads_the_log(
-        bridge_factory: BridgeFactory, tmp_path: Path, database: str, request: pytest.FixtureRequest) -> None:
+        tmp_path: Path, database: str, request: pytest.FixtureRequest,
+        monkeypatch: pytest.MonkeyPatch, keypair: WebhookKeyPair) -> None:
     if database == "postgres":
         from tests.conftest import postgres_database
 
@@ -210,10 +249,15 @@ def test_fuzzed_requests_never_5xx_store_nothing_on_4xx_and_every_consumer_reads
            "SGBRIDGE_INBOUND_WRITE_KEYS": WRITE_KEY, "SGBRIDGE_WAREHOUSE__ENABLED": "true",
            "SGBRIDGE_WAREHOUSE__FLUSH_SECONDS": "0.2", "SGBRIDGE_WAREHOUSE__CREDENTIALS": str(tmp_path / "wh.duckdb"),
            "SGBRIDGE_WAREHOUSE__PIPELINES_DIR": str(tmp_path / "dlt")}
+    env.update({"SENDGRID_WEBHOOK_PUBLIC_KEY": keypair.public_key_base64, "SEGMENT_WRITE_KEY": "test-write-key",
+                "SEGMENT_ENDPOINT": "http://segment.test", "SGBRIDGE_DATABASE_URL": url,
+                "SGBRIDGE_DELIVERY__BACKOFF_INITIAL_SECONDS": "0.05", "SGBRIDGE_DELIVERY__BACKOFF_MAX_SECONDS": "0.5"})
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
     statuses: dict[int, int] = {}
     with anyio.from_thread.start_blocking_portal() as portal, \
-            portal.wrap_async_context_manager(bridge_factory(url, config=str(config), **env)) as h:
-        private_key = h.keypair.private_key
+            portal.wrap_async_context_manager(_bridge(str(config))) as h:
+        private_key = keypair.private_key
 
         @settings(settings.get_profile("sgbridge-fuzz"))
         @given(requests())
@@ -245,7 +289,7 @@ def test_fuzzed_requests_never_5xx_store_nothing_on_4xx_and_every_consumer_reads
         assert rows, f"no request stored anything: {statuses}"
         last = rows[-1][0]
         names = [w.destination.name for w in h.bridge.workers]
-        assert {"segment", "warehouse", "hook"} <= set(names)
+        assert {"segment", "warehouse", "hook", "sendgrid"} <= set(names)
         deadline = time.monotonic() + 60
         while True:
             stats = h.bridge.journal.stats()
