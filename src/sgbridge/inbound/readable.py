@@ -10,35 +10,19 @@ make of them with ``orjson`` too. So an event is stored only if
   and a consumer wraps an event in a few levels of its own before writing it).
 
 Anything else is refused at the door with the reason (see docs/architecture.md, "What the journal
-keeps"). The checks are cheap on what SendGrid and Segment really send: ASCII or valid UTF-8 bodies,
-no huge numbers, a handful of levels; only a body that might break a rule is read in Python.
+keeps"). The checks are cheap on what SendGrid and Segment really send: one orjson pass over a body
+says whether any event breaks the rules on text and numbers, and counting an event's brackets says
+whether it can be nested too deep; only then is an event read and walked in Python.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import orjson
 
 # Real events are a few levels deep (SendGrid's are flat; Segment's properties rarely pass 5).
 MAX_DEPTH = 64
-
-# A number that could overflow a double: a three-digit exponent, or 200 digits in a row (with an
-# exponent of at most 99, fewer digits stay below 1e308). Also matches inside strings: such a match
-# only means the event is read once to be sure.
-_MAYBE_HUGE_NUMBER = re.compile(rb"[eE]\+?[0-9]{3}|[0-9]{200}")
-
-
-def body_may_be_unreadable(body: bytes) -> bool:
-    """False when no event in this (syntactically valid JSON) body can break the rules on text and
-    numbers; True means: check each event with ``unreadable``."""
-    if not body.isascii():
-        try:
-            body.decode("utf-8")
-        except UnicodeDecodeError:
-            return True
-    return _MAYBE_HUGE_NUMBER.search(body) is not None
 
 
 def may_be_too_deep(raw: bytes) -> bool:
@@ -71,7 +55,7 @@ def unreadable(raw: bytes) -> str | None:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         return f"cannot be read as JSON by the journal's consumers: {_reason(exc)}"
-    if type(value) in (dict, list) and too_deep(value):
+    if type(value) in (dict, list) and may_be_too_deep(raw) and too_deep(value):  # the count first: cheap
         return too_deep_reason()
     return None
 
