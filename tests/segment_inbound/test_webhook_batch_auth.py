@@ -3,13 +3,19 @@ must not carry forged events in with it. The second factor is a custom header wi
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 from typing import Any
 
+import anyio
+import httpx
 import orjson
 import pytest
 
+from sgbridge.app import build_app
+from sgbridge.settings import load_settings
+from tests.actions.harness import HostRouter
 from tests.conftest import BridgeFactory
 
 pytestmark = pytest.mark.anyio
@@ -82,10 +88,60 @@ async def test_a_header_secret_alone_under_a_custom_header_name(bridge_factory: 
 
 
 def test_the_header_secret_is_masked_in_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    from sgbridge.settings import load_settings
-
     monkeypatch.setenv("SEGMENT_WEBHOOK_HEADER_SECRET", TOKEN)
     settings = load_settings()
     assert settings.segment_inbound.header_secret is not None
     assert settings.segment_inbound.header_secret.get_secret_value() == TOKEN
     assert TOKEN not in repr(settings) and TOKEN not in str(settings.model_dump())
+
+
+@pytest.mark.parametrize("with_header", [True, False])
+async def test_sgbridges_own_webhook_action_in_batch_mode_end_to_end(tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
+                                                                     with_header: bool) -> None:
+    """One sgbridge's webhook action (Segment's Webhooks destination: batches, only the first event
+    signed, custom headers) posting to another sgbridge's /webhooks/segment."""
+    for name in ("SEGMENT_WRITE_KEY", "SENDGRID_WEBHOOK_PUBLIC_KEY", "SGBRIDGE_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SGBRIDGE_WAREHOUSE__ENABLED", "false")
+    monkeypatch.setenv("SGBRIDGE_DATABASE_URL", f"sqlite:///{tmp_path / 'receiver.db'}")
+    monkeypatch.setenv("SEGMENT_WEBHOOK_SHARED_SECRET", SECRET)
+    if with_header:
+        monkeypatch.setenv("SEGMENT_WEBHOOK_HEADER_SECRET", TOKEN)
+    receiver = build_app(load_settings())
+    headers = f', headers = {{ Authorization = "{TOKEN}" }}' if with_header else ""
+    config = tmp_path / "sender.toml"
+    config.write_text(f"""
+[segment_inbound]
+write_keys = ["sender-key"]
+
+[actions.forward]
+destination = "webhook"
+settings = {{ sharedSecret = "{SECRET}" }}
+
+[[actions.forward.subscriptions]]
+action = "send"
+trigger = 'type = "identify"'
+mapping = {{ url = "http://receiver.test/webhooks/segment", method = "POST", data = {{ "@path" = "$." }}{headers} }}
+""")
+    monkeypatch.setenv("SGBRIDGE_DATABASE_URL", f"sqlite:///{tmp_path / 'sender.db'}")
+    for name in ("SEGMENT_WEBHOOK_SHARED_SECRET", "SEGMENT_WEBHOOK_HEADER_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    sender = build_app(load_settings(str(config)), transport=HostRouter({"receiver.test": receiver}))
+    events = [{"type": "identify", "userId": f"u{i}", "messageId": f"e2e-{i}"} for i in range(3)]
+    async with (
+        receiver.router.lifespan_context(receiver), sender.router.lifespan_context(sender),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=sender), base_url="http://sender") as client,
+    ):
+        basic = "Basic " + base64.b64encode(b"sender-key:").decode()
+        sent = await client.post("/v1/batch", json={"batch": events}, headers={"Authorization": basic})
+        assert sent.status_code == 200, sent.text
+        with anyio.fail_after(20):
+            while sender.state.bridge.journal.stats()["cursors"].get("forward", 0) < 3:
+                await anyio.sleep(0.02)
+        received = sorted(_ids(receiver.state))
+        dead = sender.state.bridge.journal.dead_letters()
+    if with_header:
+        assert received == ["e2e-0", "e2e-1", "e2e-2"] and dead == []
+    else:  # no header secret: one request for the three, only its first event signed: refused whole
+        assert received == []
+        assert len(dead) == 3 and all("403" in d["reason"] for d in dead), dead
