@@ -238,11 +238,13 @@ def dead_letters_list(config: str | None, destination: str | None, limit: int, a
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table("id", "destination", "status", "event", "event id", "attempts", "reason")
     for r in rows:
-        table.add_row(str(r["id"]), r["destination"], r["status"], str(r["event"]), str(r["sg_event_id"]),
-                      str(r["attempts"]), r["reason"])
+        # Text, not markup: an event's name or id like "[/]" made rich raise MarkupError
+        table.add_row(*(Text(str(r[key])) for key in ("id", "destination", "status", "event", "sg_event_id",
+                                                      "attempts", "reason")))
     Console().print(table)
 
 

@@ -95,17 +95,19 @@ def sync(config: str | None, source: str | None, collections: tuple[str, ...], f
 def _print_report(report: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table("collection", "status", "rows", "seconds", "note")
     for c in report["collections"]:
+        # Text, not markup: SendGrid's error messages may hold "[...]"
         table.add_row(c["collection"], c["status"], f"{c['rows']:,}", f"{c['seconds']:.1f}",
-                      c.get("error") or c.get("note") or "")
+                      Text(c.get("error") or c.get("note") or ""))
     console = Console()
     console.print(table)
     line = f"run {report['status']}"
     if report.get("error"):
         line += f": {report['error']}"
-    console.print(line)
+    console.print(Text(line))
 
 
 @click.command("sync-history")
@@ -132,6 +134,7 @@ def sync_history(config: str | None, source: str | None, limit: int, as_json: bo
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table("run", "source", "trigger", "started", "duration", "status", "rows", "collections")
     for run in runs:
@@ -141,7 +144,7 @@ def sync_history(config: str | None, source: str | None, limit: int, as_json: bo
                            for c in run.collections if c.get("status") != "synced")
         table.add_row(str(run.id), run.source, run.trigger, time.strftime("%Y-%m-%d %H:%M:%S",
                       time.localtime(run.started_at)), duration, run.status, f"{rows:,}",
-                      detail or "all synced")
+                      Text(detail or "all synced"))
     Console().print(table)
 
 

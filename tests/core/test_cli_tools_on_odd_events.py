@@ -25,6 +25,7 @@ OLD = {
     "old-deep": b'{"event":"open","sg_event_id":"old-deep","x":' + b"[" * 300 + b"]" * 300 + b"}",
     "old-list": b'[{"event":"open","sg_event_id":"old-list"}]',
 }
+MARKUP = b'{"event":"[bold]open[/]","sg_event_id":"[/]x","email":"m@example.com"}'  # rich markup
 
 
 def _key(ref: str) -> bytes:
@@ -36,7 +37,7 @@ async def _fill(url: str) -> Journal:
     old = [InboundEvent("default", "open", _key(ref), hashlib.blake2b(body, digest_size=16).digest(), body)
            for ref, body in OLD.items()]
     dash = parse_events("default", b'[{"event":"open","email":"d@example.com","sg_event_id":"-abc123"},'
-                                   b'{"event":"open","email":"e@example.com","sg_event_id":"--x"}]')
+                                   b'{"event":"open","email":"e@example.com","sg_event_id":"--x"},' + MARKUP + b"]")
     await journal.append(InboundRequest("default", time.time(), 0, old + dash))
 
     def dead(conn: Any) -> None:  # the Segment destination rejected them all
@@ -56,12 +57,13 @@ async def test_events_show_and_dead_letters_list_show_unreadable_events(database
     listed = runner.invoke(main, ["dead-letters", "list", "--json"], env=env)
     assert listed.exit_code == 0, listed.output
     rows = [orjson.loads(line) for line in listed.output.splitlines()]
-    assert len(rows) == len(OLD) + 2
+    assert len(rows) == len(OLD) + 3
     assert ["event_unreadable" in r for r in rows[:len(OLD)]] == [True, True, True, False], rows
     assert rows[3]["event"] is None  # readable, but not an object
-    assert [r["sg_event_id"] for r in rows[len(OLD):]] == ["-abc123", "--x"]
+    assert [r["sg_event_id"] for r in rows[len(OLD):]] == ["-abc123", "--x", "[/]x"]
     table = runner.invoke(main, ["dead-letters", "list"], env=env)
-    assert table.exit_code == 0, table.output
+    assert table.exit_code == 0, (table.output, table.exception)  # rich took "[/]x" for markup
+    assert "[/]x" in table.output
     for ref in OLD:
         shown = runner.invoke(main, ["events", "show", ref], env=env)
         assert shown.exit_code == 0, (ref, shown.output)
