@@ -10,7 +10,7 @@ import click
 import orjson
 
 from sgbridge import __version__
-from sgbridge.cli_common import config_option, open_journal
+from sgbridge.cli_common import ConfigProblem, config_option, open_journal
 from sgbridge.cli_common import settings_from as _settings
 from sgbridge.settings import ConfigError
 
@@ -24,7 +24,7 @@ def main() -> None:
 @main.command()
 @config_option
 @click.option("--host", default=None, help="Listen address (default from config: 127.0.0.1).")
-@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Listen port (default from config: 8080).")
+@click.option("--port", type=click.IntRange(0, 65535), default=None, help="Listen port (default from config: 8080).")
 @click.option("--role", "roles", multiple=True, metavar="ROLE[,ROLE]",
               help="Run only these roles in this process: ingest, deliver, warehouse, sync (repeat or comma-"
                    "separate). Without it, one process per configured role, supervised.")
@@ -35,6 +35,7 @@ def serve(config: str | None, host: str | None, port: int | None, roles: tuple[s
     """Run sgbridge: each role (ingest, deliver, warehouse) in a process of its own, supervised."""
     from pathlib import Path
 
+    from sgbridge.journal import Journal, JournalUnavailable
     from sgbridge.roles import configured_roles, parse_roles
 
     settings = _settings(config)
@@ -51,6 +52,11 @@ def serve(config: str | None, host: str | None, port: int | None, roles: tuple[s
     if not chosen:
         from sgbridge.roles.supervisor import Supervisor
 
+        try:  # said here in one line, rather than by each role as it fails to start
+            Journal(settings.database_url).close()
+        except JournalUnavailable as exc:
+            raise ConfigProblem(str(exc)) from None
+
         supervisor = Supervisor(settings, configured_roles(settings), config, host or settings.host,
                                 port or settings.port, Path(runtime_dir) if runtime_dir else None)
         sys.exit(supervisor.run())
@@ -62,8 +68,8 @@ def serve(config: str | None, host: str | None, port: int | None, roles: tuple[s
 
     try:
         run_roles(settings, chosen, host or settings.host, port)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    except (ConfigError, JournalUnavailable) as exc:
+        raise ConfigProblem(str(exc)) from None
 
 
 @main.command()
@@ -296,9 +302,9 @@ def events() -> None:
     """Look up stored events."""
 
 
-@events.command("show")
+@events.command("show", context_settings={"ignore_unknown_options": True})
 @config_option
-@click.argument("ref")
+@click.argument("ref")  # an id may start with "-": taken as the argument, not as an unknown option
 def events_show(config: str | None, ref: str) -> None:
     """Follow one event (log seq, sg_event_id or Segment messageId): request, stored event, and per
     destination its outcome and attempts."""

@@ -23,7 +23,7 @@ def print_records(columns: Sequence[str], rows: Sequence[Sequence[str]], long_co
     if console.width >= WIDE:
         table = Table(*columns)
         for row in rows:
-            table.add_row(*row)
+            table.add_row(*(Text(value) for value in row))  # text, not markup: an event named "[/]" is no tag
         console.print(table)
         return
     long = set(long_columns)

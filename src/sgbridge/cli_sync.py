@@ -95,17 +95,19 @@ def sync(config: str | None, source: str | None, collections: tuple[str, ...], f
 def _print_report(report: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table("collection", "status", "rows", "seconds", "note")
     for c in report["collections"]:
+        # Text, not markup: SendGrid's error messages may hold "[...]"
         table.add_row(c["collection"], c["status"], f"{c['rows']:,}", f"{c['seconds']:.1f}",
-                      c.get("error") or c.get("note") or "")
+                      Text(c.get("error") or c.get("note") or ""))
     console = Console()
     console.print(table)
     line = f"run {report['status']}"
     if report.get("error"):
         line += f": {report['error']}"
-    console.print(line)
+    console.print(Text(line))
 
 
 @click.command("sync-history")

@@ -126,6 +126,16 @@ class SegmentInboundSettings(_Section):
         None, description="Webhooks destination shared secret: X-Signature is checked against it "
                           "(SEGMENT_WEBHOOK_SHARED_SECRET)")
     unsigned: bool = Field(False, description="accept /webhooks/segment without X-Signature (trusted networks)")
+    header_name: str = Field("Authorization", min_length=1, description="the custom header set in Segment's "
+                             "Webhooks destination (its Headers field) that carries header_secret")
+    header_secret: SecretStr | None = Field(
+        None, description="the whole value that header must have, e.g. `Bearer <random>` "
+                          "(SEGMENT_WEBHOOK_HEADER_SECRET); compared in constant time. It authenticates the "
+                          "whole request, so batches are trusted whole; with shared_secret set too, both must match")
+    accept_unsigned_batch_elements: bool = Field(
+        False, description="without header_secret, store the events after the first of a batch although "
+                           "X-Signature covers only the first (anyone holding one signed event could add "
+                           "events to it); off: such batches are refused (403)")
     write_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, description="write keys accepted by the Tracking API endpoints /v1/* "
                                           "(SGBRIDGE_INBOUND_WRITE_KEYS, comma-separated)")
@@ -238,7 +248,7 @@ class Settings(BaseSettings):
 
     database_url: str = Field("sqlite:///sgbridge.db", description="sqlite:///PATH or postgresql://…")
     host: str = Field("127.0.0.1", description="listen address of `serve`")
-    port: int = Field(8080, description="listen port of `serve`")
+    port: int = Field(8080, ge=0, le=65535, description="listen port of `serve`")
     log_level: str = Field("info", description="debug, info, warning, error")
     metrics_token: SecretStr | None = Field(None, description="if set, /metrics needs this bearer token")
     segment: SegmentSettings = Field(default_factory=SegmentSettings)
@@ -251,6 +261,16 @@ class Settings(BaseSettings):
     sync: SyncSettings = Field(default_factory=SyncSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     processes: ProcessSettings = Field(default_factory=ProcessSettings)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_scheme(cls, value: str) -> str:
+        # Checked here so a typo stops start-up with one line; the URL itself is not repeated (it
+        # may hold a password).
+        if value.startswith(("postgresql://", "postgres://", "sqlite:///")) or value in ("sqlite://", ":memory:"):
+            return value
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        raise ValueError(f"unsupported database URL scheme {scheme!r}: use sqlite:///PATH or postgresql://…")
 
     @field_validator("sources")
     @classmethod
@@ -332,6 +352,8 @@ def _apply_short_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
     inbound = data.setdefault("segment_inbound", {})
     if secret := env.get("SEGMENT_WEBHOOK_SHARED_SECRET"):
         inbound["shared_secret"] = secret
+    if secret := env.get("SEGMENT_WEBHOOK_HEADER_SECRET"):
+        inbound["header_secret"] = secret
     if write_keys := env.get("SGBRIDGE_INBOUND_WRITE_KEYS"):
         inbound["write_keys"] = write_keys
     if api_key := env.get("SENDGRID_API_KEY"):
@@ -349,12 +371,15 @@ def _apply_short_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
 
 
 def _format_error(err: ValidationError, origin: str) -> str:
-    lines = [f"invalid configuration ({origin}):"]
+    """One line for one problem (the usual case), one line per problem after a heading otherwise."""
+    problems = []
     for problem in err.errors():
         key = ".".join(str(p) for p in problem["loc"])
         message = str(problem["msg"]).removeprefix("Value error, ")
-        lines.append(f"  {key}: {message}" if key else f"  {message}")
-    return "\n".join(lines)
+        problems.append(f"{key}: {message}" if key else message)
+    if len(problems) == 1:
+        return f"invalid configuration ({origin}): {problems[0]}"
+    return "\n".join([f"invalid configuration ({origin}):", *(f"  {p}" for p in problems)])
 
 
 def load_settings(config_file: str | Path | None = None) -> Settings:
@@ -368,6 +393,10 @@ def load_settings(config_file: str | Path | None = None) -> Settings:
             data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
             raise ConfigError(f"config file not found: {path}") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start}); TOML files are UTF-8") from exc
+        except OSError as exc:
+            raise ConfigError(f"config file {path} cannot be read: {exc.strerror or exc}") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
     _apply_short_env(data, os.environ)

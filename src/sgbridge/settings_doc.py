@@ -64,7 +64,8 @@ def render() -> str:
         "environment variables: `SGBRIDGE_<SECTION>__<KEY>` for any key (lists as JSON or",
         "comma-separated), plus `SENDGRID_WEBHOOK_PUBLIC_KEY` (→ `sources.default.public_keys`),",
         "`SEGMENT_WRITE_KEY`, `SEGMENT_REGION`, `SEGMENT_ENDPOINT` (→ `segment.*`),",
-        "`SEGMENT_WEBHOOK_SHARED_SECRET` and `SGBRIDGE_INBOUND_WRITE_KEYS` (→ `segment_inbound.*`) and",
+        "`SEGMENT_WEBHOOK_SHARED_SECRET`, `SEGMENT_WEBHOOK_HEADER_SECRET` and `SGBRIDGE_INBOUND_WRITE_KEYS`",
+        "(→ `segment_inbound.*`) and",
         "`SGBRIDGE_DATABASE_URL`, and `SENDGRID_API_KEY` (→ `sources.default.api_key`, and",
         "`actions.<name>.settings.sendGridApiKey` of SendGrid destinations that set none) and",
         "`SENDGRID_API_ENDPOINT` (→ `sources.default.api_endpoint`). Unknown keys are errors. The actions,",
@@ -81,4 +82,19 @@ def render() -> str:
             kind = kind.replace("<class '", "").replace("'>", "").replace("|", "or")
             lines.append(f"| `{name}` | {kind} | {_default(field)} | {field.description or ''} |")
         lines.append("")
+        if model is SegmentInboundSettings:
+            lines += [
+                "**Risk: batches.** Segment's Webhooks destination signs only the first event of a batch "
+                "(`X-Signature`): without a",
+                "second factor, anyone holding one signed event could add events to it. Batches of more than one "
+                "event are",
+                "therefore refused (403) unless `header_secret` is set — a custom header with a random value, set "
+                "in the",
+                "destination's Headers field and here (`SEGMENT_WEBHOOK_HEADER_SECRET`), which authenticates the "
+                "whole request.",
+                "`accept_unsigned_batch_elements = true` accepts them without it, forged events included: only "
+                "for an endpoint",
+                "nobody else can reach.",
+                "",
+            ]
     return "\n".join(lines)

@@ -9,8 +9,8 @@ from prometheus_client import multiprocess as _multiprocess
 
 INBOUND_REQUESTS = Counter("sgbridge_inbound_requests", "Webhook requests by source and HTTP status",
                            ["source", "status"])
-INBOUND_EVENTS = Counter("sgbridge_inbound_events", "Webhook events by source and result (accepted, duplicate)",
-                         ["source", "result"])
+INBOUND_EVENTS = Counter("sgbridge_inbound_events",
+                         "Webhook events by source and result (accepted, duplicate, rejected)", ["source", "result"])
 DELIVERY_EVENTS = Counter("sgbridge_delivery_events", "Events settled by destination and outcome",
                           ["destination", "outcome"])
 DELIVERY_ATTEMPTS = Counter("sgbridge_delivery_attempts", "HTTP attempts by destination and outcome",

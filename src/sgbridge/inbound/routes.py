@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from sgbridge.delivery import metrics
 from sgbridge.inbound.asgi import BodyTooLarge, ClientGone, Receive, Scope, Send, header, read_body, send_json
-from sgbridge.inbound.sendgrid import BadPayload, PayloadTooLarge, decompress, parse_events
+from sgbridge.inbound.sendgrid import BadPayload, PayloadTooLarge, decompress, parse_body
 from sgbridge.inbound.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, InvalidPublicKey, SignatureVerifier
 from sgbridge.journal import Journal
 from sgbridge.model import InboundRequest
@@ -102,6 +103,8 @@ class SendGridInbound:
                 skew = abs(time.time() - float(timestamp))
             except ValueError:
                 raise Refused(403, "timestamp header is not a Unix time") from None
+            if not math.isfinite(skew):  # "nan" compares false with any tolerance
+                raise Refused(403, "timestamp header is not a Unix time")
             if skew > source.timestamp_tolerance_seconds:
                 raise Refused(403, f"timestamp is {skew:.0f}s away from now, over the configured tolerance")
 
@@ -121,13 +124,18 @@ class SendGridInbound:
             raise Refused(400, str(exc)) from None
         await self._check_signature(scope, source, name, raw, body)
         try:
-            events = parse_events(name, body)
+            parsed = parse_body(name, body)
         except BadPayload as exc:
             raise Refused(400, str(exc)) from None
+        events = parsed.events
         result = await self.journal.append(InboundRequest(name, time.time(), len(body), events))
         metrics.INBOUND_EVENTS.labels(name, "accepted").inc(result.accepted)
         metrics.INBOUND_EVENTS.labels(name, "duplicate").inc(result.duplicates)
+        if parsed.rejected:
+            metrics.INBOUND_EVENTS.labels(name, "rejected").inc(len(parsed.rejected))
+            for rejected in parsed.rejected:
+                log.warning("SendGrid event refused (source %s): %s", name, rejected["error"])
         if result.accepted:
             self.on_append()
-        return {"received": len(events), "stored": result.accepted, "duplicates": result.duplicates,
-                "request_id": result.request_id}
+        return {"received": len(events) + len(parsed.rejected), "stored": result.accepted,
+                "duplicates": result.duplicates, "rejected": parsed.rejected, "request_id": result.request_id}

@@ -16,7 +16,14 @@ from collections.abc import Callable
 from sgbridge.delivery import metrics
 from sgbridge.inbound.asgi import BodyTooLarge, ClientGone, Receive, Scope, Send, header, read_body, send_json
 from sgbridge.inbound.routes import Refused
-from sgbridge.inbound.segment import EVENT_TYPES, Parsed, parse_tracking_call, parse_webhook, verify_webhook_signature
+from sgbridge.inbound.segment import (
+    EVENT_TYPES,
+    Parsed,
+    batch_length,
+    parse_tracking_call,
+    parse_webhook,
+    verify_webhook_signature,
+)
 from sgbridge.inbound.sendgrid import BadPayload, PayloadTooLarge, decompress
 from sgbridge.journal import Journal
 from sgbridge.model import InboundRequest
@@ -26,7 +33,7 @@ log = logging.getLogger(__name__)
 
 WEBHOOK_PATH = "/webhooks/segment"
 TRACKING_CALLS = frozenset(EVENT_TYPES | {"batch"})
-_ERROR_CODES = {400: "bad_request", 401: "unauthorized", 413: "payload_too_large"}
+_ERROR_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 413: "payload_too_large"}
 
 
 class SegmentInbound:
@@ -36,6 +43,10 @@ class SegmentInbound:
         self.on_append = on_append
         self.max_body = settings.ingest.max_body_bytes
         self.secret = inbound.shared_secret.get_secret_value() if inbound.shared_secret else None
+        self.header_name = inbound.header_name
+        self._header_key = inbound.header_name.lower().encode("latin-1")
+        self.header_secret = inbound.header_secret.get_secret_value().encode() if inbound.header_secret else None
+        self.accept_unsigned_elements = inbound.accept_unsigned_batch_elements
         self.unsigned = inbound.unsigned
         self.write_keys = [k.get_secret_value() for k in inbound.write_keys]
 
@@ -86,17 +97,33 @@ class SegmentInbound:
         if not given or not any(hmac.compare_digest(given.encode(), k.encode()) for k in self.write_keys):
             raise Refused(401, "missing or unknown write key (HTTP Basic user name, or writeKey in the body)")
 
+    def _check_webhook_auth(self, scope: Scope, body: bytes) -> None:
+        """X-Signature and/or the configured header secret; refuses unsigned batch elements."""
+        if self.secret is None and self.header_secret is None:
+            raise Refused(401, "no shared secret is configured for /webhooks/segment "
+                               "(segment_inbound.shared_secret, or segment_inbound.header_secret)")
+        if self.header_secret is not None:
+            given = header(scope, self._header_key)
+            if given is None or not hmac.compare_digest(given.encode("latin-1"), self.header_secret):
+                raise Refused(401, f"the {self.header_name} header is missing or does not match "
+                                   "segment_inbound.header_secret")
+        if self.secret is not None:
+            if not verify_webhook_signature(self.secret, body, header(scope, b"x-signature")):
+                raise Refused(401, "X-Signature is missing or does not match the body")
+            if self.header_secret is None and not self.accept_unsigned_elements:
+                count = batch_length(body)
+                if count > 1:
+                    raise Refused(403, f"batch of {count} events: X-Signature covers only the first (as Segment "
+                                       "signs batches), so the others could be anyone's. Set a custom header in "
+                                       "Segment's Webhooks destination and segment_inbound.header_secret, or turn "
+                                       "on segment_inbound.accept_unsigned_batch_elements knowingly")
+
     async def _handle(self, scope: Scope, receive: Receive, route: str) -> dict[str, object]:
         raw, body = await self._body(scope, receive)
         try:
             if route == "webhook":
                 if not self.unsigned:
-                    if self.secret is None:
-                        raise Refused(401, "no shared secret is configured for /webhooks/segment "
-                                           "(segment_inbound.shared_secret)")
-                    signature = header(scope, b"x-signature")
-                    if not verify_webhook_signature(self.secret, body, signature):
-                        raise Refused(401, "X-Signature is missing or does not match the body")
+                    self._check_webhook_auth(scope, body)
                 parsed: Parsed = parse_webhook(body)
             else:
                 parsed = parse_tracking_call(route, body)

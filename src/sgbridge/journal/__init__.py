@@ -1,5 +1,5 @@
 """② The journal: the only package that speaks SQL. See journal.py."""
 
-from sgbridge.journal.journal import Journal
+from sgbridge.journal.journal import Journal, JournalUnavailable
 
-__all__ = ["Journal"]
+__all__ = ["Journal", "JournalUnavailable"]

@@ -7,16 +7,17 @@ Every method runs its SQL in the writer thread (see writer.py) and returns an aw
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
 from sgbridge import outcomes as oc
+from sgbridge.inbound.readable import load_for_display
 from sgbridge.inbound.segment import SEGMENT_SOURCES
 from sgbridge.journal import streams
 from sgbridge.journal.dialect import Dialect, dialect_for
@@ -36,18 +37,15 @@ _EVENT_FIELDS = "seq, source, event_type, received_at, COALESCE(id_key, fp_key),
 DEAD = (oc.REJECTED, oc.HELD)  # outcomes an operator looks at and may replay
 
 
-def readable(body: bytes) -> Any:
-    """A stored event's JSON for people to look at (dead letters, ``events show``). The rows that
-    became dead letters include those orjson will not read: a number no double holds (``1e400``)
-    or nesting past 1,024 levels; Python's reader takes the first (as infinity), the text the rest."""
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        pass
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError):
-        return body.decode("utf-8", "replace")
+def _text(value: str | None) -> str | None:
+    """Text for a text column: reasons and details quote what the far side answered, which may hold
+    an event's NUL; PostgreSQL's text cannot hold one (the commit failed, the window never settled)."""
+    return value.replace("\0", "\ufffd") if value and "\0" in value else value
+
+
+def _shown(value: Any) -> Any:
+    """A field as a list shows it: text and numbers as they are, anything else as compact JSON."""
+    return value if value is None or isinstance(value, str | int | float) else orjson.dumps(value).decode()
 
 
 def _stored(row: Sequence[Any]) -> StoredEvent:
@@ -61,15 +59,35 @@ SCHEMA_VERSION = "5"
 UPGRADABLE = ("2", "3", "4")
 
 
+class JournalUnavailable(Exception):
+    """The journal cannot be opened (bad URL, server unreachable, wrong schema): one line for the operator."""
+
+
+def redacted(url: str) -> str:
+    """A database URL as it may be shown: without its password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 class Journal:
     def __init__(self, database_url: str, relaxed_progress: bool = False) -> None:
         """``relaxed_progress``: for processes that do not ingest; their commits of delivery
         progress do not wait for the disk (see Writer), the emails' guard still does."""
         self.url = database_url
-        self.dialect: Dialect = dialect_for(database_url)
-        self.q = self.dialect.sql
-        self._apply_schema()
-        self._writer = Writer(self.dialect, relaxed=relaxed_progress)
+        try:
+            self.dialect: Dialect = dialect_for(database_url)
+            self.q = self.dialect.sql
+            self._apply_schema()
+            self._writer = Writer(self.dialect, relaxed=relaxed_progress)
+        except JournalUnavailable:
+            raise
+        except Exception as exc:  # connecting and the schema: whatever stops them, say it in one line
+            detail = " ".join(str(exc).split()) or type(exc).__name__
+            raise JournalUnavailable(f"cannot open the journal at {redacted(database_url)}: {detail}") from exc
         self._reader: Any = None  # opened on first use: a read outside the writer's transactions
         self._reader_lock = threading.Lock()
 
@@ -89,8 +107,9 @@ class Journal:
                              (SCHEMA_VERSION,))
                 version = SCHEMA_VERSION
             if version != SCHEMA_VERSION:
-                raise RuntimeError(f"the journal at {self.url} has schema version {version}; this sgbridge needs "
-                                   f"{SCHEMA_VERSION}. Point SGBRIDGE_DATABASE_URL at a new database")
+                raise JournalUnavailable(f"the journal at {redacted(self.url)} has schema version {version}; this "
+                                         f"sgbridge needs {SCHEMA_VERSION}. Point SGBRIDGE_DATABASE_URL at a new "
+                                         "database")
             if self.dialect.name == "postgres":
                 conn.execute("SELECT pg_advisory_unlock(7281)")
         finally:
@@ -235,7 +254,7 @@ class Journal:
         def job(conn: Any) -> None:
             conn.execute(q("UPDATE claims SET expires_at = ?, attempts = attempts + 1, last_error = ?, "
                            "next_attempt_at = ? WHERE id = ?"),
-                         (time.time() + lease, last_error, next_attempt_at, claim_id))
+                         (time.time() + lease, _text(last_error), next_attempt_at, claim_id))
 
         await self.run(job)
 
@@ -251,7 +270,8 @@ class Journal:
         return await self.run(job)
 
     async def record_attempts(self, attempts: Sequence[AttemptRecord]) -> None:
-        rows = [(a.destination, a.started_at, a.duration_ms, a.url, a.status_code, a.outcome, a.detail[:2000],
+        rows = [(a.destination, a.started_at, a.duration_ms, _text(a.url), a.status_code, a.outcome,
+                 _text(a.detail[:2000]),
                  len(a.seqs), min(a.seqs), max(a.seqs), orjson.dumps(a.seqs).decode()) for a in attempts if a.seqs]
 
         def job(conn: Any) -> None:
@@ -270,7 +290,7 @@ class Journal:
             " VALUES (?,?,?,?,?,?,?) ON CONFLICT (destination, seq) DO UPDATE SET status = excluded.status,"
             " reason = excluded.reason, status_code = excluded.status_code, next_attempt_at = NULL,"
             " attempts = outcomes.attempts + excluded.attempts, updated_at = excluded.updated_at"),
-            [(destination, r.seq, r.status, r.reason, r.status_code, attempts_delta, now) for r in records])
+            [(destination, r.seq, r.status, _text(r.reason), r.status_code, attempts_delta, now) for r in records])
 
     async def complete_window(self, window: Window, records: Sequence[OutcomeRecord]) -> int:
         """Record the window's exceptions, mark it done and move the cursor over finished windows."""
@@ -352,7 +372,8 @@ class Journal:
         def job(conn: Any) -> dict[str, str]:
             earlier: dict[str, str] = {}
             now = time.time()
-            for key in dict.fromkeys(keys):
+            for given in dict.fromkeys(keys):
+                key = str(_text(given))  # as stored; the answer is keyed as the caller gave it
                 row = conn.execute(q("SELECT state FROM mail_sends WHERE destination = ? AND message_key = ?"),
                                    (destination, key)).fetchone()
                 if row is None:
@@ -360,7 +381,7 @@ class Journal:
                                    "VALUES (?, ?, 'sending', ?)"), (destination, key, now))
                     continue
                 state = "unknown" if row[0] == "sending" else str(row[0])
-                earlier[key] = state
+                earlier[given] = state
                 if state in ("unsent", "unknown"):
                     conn.execute(q("UPDATE mail_sends SET state = 'sending', updated_at = ? WHERE destination = ? "
                                    "AND message_key = ?"), (now, destination, key))
@@ -370,8 +391,8 @@ class Journal:
 
     async def mail_finish(self, destination: str, outcomes: dict[str, tuple[str, str | None]]) -> None:
         """key -> (state, sg_message_id or detail) after the requests."""
-        rows = [(state, value if state == "sent" else None, None if state == "sent" else value, time.time(),
-                 destination, key) for key, (state, value) in outcomes.items()]
+        rows = [(state, _text(value) if state == "sent" else None, None if state == "sent" else _text(value),
+                 time.time(), destination, _text(key)) for key, (state, value) in outcomes.items()]
 
         def job(conn: Any) -> None:
             self.dialect.executemany(conn, "UPDATE mail_sends SET state = ?, sg_message_id = ?, detail = ?, "
@@ -396,12 +417,15 @@ class Journal:
                 (*params, limit)).fetchall()
             out = []
             for r in rows:
-                body = readable(bytes(r[7])) if r[7] is not None else {}
-                body = body if isinstance(body, dict) else {}
-                out.append({"id": int(r[0]), "destination": r[1], "seq": int(r[2]), "reason": r[3],
-                            "status_code": r[4], "attempts": int(r[5]), "updated_at": float(r[6]),
-                            "source": r[8], "status": r[9], "event": body.get("event") or body.get("type"),
-                            "sg_event_id": body.get("sg_event_id") or body.get("messageId")})
+                parsed, unreadable = load_for_display(bytes(r[7])) if r[7] is not None else ({}, None)
+                body = parsed if isinstance(parsed, dict) and not unreadable else {}
+                row = {"id": int(r[0]), "destination": r[1], "seq": int(r[2]), "reason": r[3],
+                       "status_code": r[4], "attempts": int(r[5]), "updated_at": float(r[6]),
+                       "source": r[8], "status": r[9], "event": _shown(body.get("event") or body.get("type")),
+                       "sg_event_id": _shown(body.get("sg_event_id") or body.get("messageId"))}
+                if unreadable:
+                    row["event_unreadable"] = unreadable
+                out.append(row)
             return out
 
         return self.run_sync(job)
