@@ -340,13 +340,18 @@ def e2e(args: argparse.Namespace, folder: Path, keys: tuple[str, bytes]) -> None
                                           for k in ("ingest_events_per_s", "delivered_events_per_s")}}}))
 
 
-async def _paced(url: str, bodies: Bodies, rate: float, seconds: float) -> dict[str, float]:
-    """Send bodies at `rate` events/s; return when each body's POST started, by sg_event_id."""
+async def _paced(url: str, bodies: Bodies, rate: float, seconds: float, journal: Path | None = None,
+                 ) -> tuple[dict[str, float], list[float], list[float]]:
+    """Send bodies at `rate` events/s. Returns when each body's POST started (by sg_event_id),
+    each POST's time to its 200, and, with the journal's path, how far behind the warehouse was
+    (age of its oldest unloaded event) every half second."""
     lines = bodies.manifest.read_text().splitlines()
     data = bodies.data_file.read_bytes()
     started_at: dict[str, float] = {}
+    acked_in: list[float] = []
+    behind: list[float] = []
     interval = bodies.size / rate
-    async with httpx.AsyncClient(base_url=url, timeout=30, limits=httpx.Limits(max_connections=64)) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=httpx.Limits(max_connections=64)) as client:
 
         async def post(i: int) -> None:
             offset, length, signature, ts = lines[i].split("\t")
@@ -355,39 +360,76 @@ async def _paced(url: str, bodies: Bodies, rate: float, seconds: float) -> dict[
             response = await client.post("/webhooks/sendgrid", content=body, headers={
                 "X-Twilio-Email-Event-Webhook-Signature": signature, "X-Twilio-Email-Event-Webhook-Timestamp": ts})
             response.raise_for_status()
+            acked_in.append(time.time() - sent)
             for event_id in bodies.sg_event_ids[i]:
                 started_at[event_id] = sent
 
+        async def watch_warehouse() -> None:
+            while journal is not None:
+                behind.append(await asyncio.to_thread(_warehouse_behind, journal))
+                await asyncio.sleep(0.5)
+
+        watcher = asyncio.create_task(watch_warehouse())
         tasks = []
         t0 = time.perf_counter()
         for i in range(min(bodies.count, int(seconds * rate / bodies.size))):
             await asyncio.sleep(max(0.0, t0 + i * interval - time.perf_counter()))
             tasks.append(asyncio.create_task(post(i)))
         await asyncio.gather(*tasks)
-    return started_at
+        watcher.cancel()
+    return started_at, acked_in, behind
+
+
+def _warehouse_behind(journal: Path) -> float:
+    """Seconds since the oldest event the warehouse has not loaded was received (0: none)."""
+    import sqlite3
+
+    with suppress(sqlite3.Error), sqlite3.connect(f"file:{journal}?mode=ro", uri=True, timeout=1) as conn:
+        row = conn.execute("SELECT position FROM cursors WHERE destination = 'warehouse'").fetchone()
+        oldest = conn.execute("SELECT MIN(received_at) FROM events WHERE seq > ? AND stream = 0",
+                              (row[0] if row else 0,)).fetchone()[0]
+        return max(0.0, time.time() - oldest) if oldest else 0.0
+    return 0.0
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] if ordered else 0.0
 
 
 def latency(args: argparse.Namespace, folder: Path, keys: tuple[str, bytes]) -> None:
-    """POST → accepted by the Segment emulator, per event, under a paced load of `rate` events/s."""
+    """A paced load of `rate` events/s with the defaults (Segment, the warehouse, an action
+    destination): POST → 200, POST → accepted by the Segment emulator, and how far behind the
+    warehouse is."""
     size = args.post_size
     bodies = make_bodies(folder, size, int(args.rate * args.seconds / size) + 1, keys[1])
     runs = []
     for run in range(args.runs):
-        with segment_emulator(keep_messages=True) as seg, bridge(keys[0], folder, seg) as (url, _):
-            started_at = asyncio.run(_paced(url, bodies, args.rate, args.seconds))
+        env, _ = variant_env("on", folder, None)
+        with segment_emulator(keep_messages=True) as seg, bridge(keys[0], folder, seg, **env) as (url, _):
+            started_at, acked_in, behind = asyncio.run(_paced(url, bodies, args.rate, args.seconds,
+                                                              folder / "journal.db"))
+            sent_for = time.perf_counter()
             while httpx.get(f"{seg}/_emulator/stats").json()["accepted"] < len(started_at):
                 time.sleep(0.1)
+            segment_after = time.perf_counter() - sent_for
+            while _warehouse_behind(folder / "journal.db") > 0:
+                time.sleep(0.2)
+            warehouse_after = time.perf_counter() - sent_for
             messages = httpx.get(f"{seg}/_emulator/messages", params={"limit": len(started_at) + 10}, timeout=60)
             received = {m["properties"]["sg_event_id"]: datetime.fromisoformat(m["receivedAt"]).timestamp()
                         for m in messages.json()["messages"]}
         lat = sorted(received[k] - started_at[k] for k in started_at if k in received)
-        row = {"measure": "latency", "run": run, "rate": args.rate, "post_size": size, "events": len(lat),
-               "p50_ms": lat[len(lat) // 2] * 1000, "p99_ms": lat[int(len(lat) * 0.99)] * 1000,
-               "max_ms": lat[-1] * 1000}
+        row = {"measure": "latency", "run": run, "rate": args.rate, "post_size": size, "seconds": args.seconds,
+               "events": len(lat), "post_to_200_p50_ms": _pct(acked_in, 0.5) * 1000,
+               "post_to_200_p99_ms": _pct(acked_in, 0.99) * 1000,
+               "to_segment_p50_ms": _pct(lat, 0.5) * 1000, "to_segment_p99_ms": _pct(lat, 0.99) * 1000,
+               "to_segment_max_ms": lat[-1] * 1000, "segment_done_after_last_post_s": segment_after,
+               "warehouse_behind_max_s": max(behind, default=0.0), "warehouse_done_after_last_post_s": warehouse_after}
         print(json.dumps(row), flush=True)
         runs.append(row)
-    print(json.dumps({"summary": {"latency": {k: statistics.median(r[k] for r in runs)
-                                              for k in ("p50_ms", "p99_ms", "max_ms")}}}))
+    keys_ = [k for k in runs[0] if k.endswith(("_ms", "_s"))]
+    print(json.dumps({"summary": {"latency": {k: statistics.median(r[k] for r in runs) for k in keys_}}}))
 
 
 def _post_each_once(url: str, bodies: Bodies, threads: int) -> None:

@@ -79,3 +79,17 @@ def load_for_display(raw: bytes) -> tuple[Any, str | None]:
     if type(value) in (dict, list) and too_deep(value, 250):
         return raw.decode("utf-8", "backslashreplace"), "stored event is nested too deep to show as JSON"
     return value, None
+
+
+def top_level_fields(raw: bytes) -> dict[str, Any]:
+    """An event's object for picking out its names and ids, whatever else is wrong with it: orjson
+    reads 1,024 levels; Python's reader takes numbers no double holds (``1e400``, as infinity)."""
+    import json
+
+    for read in (orjson.loads, json.loads):
+        try:
+            value = read(raw)
+        except (ValueError, RecursionError):
+            continue
+        return value if isinstance(value, dict) else {}
+    return {}

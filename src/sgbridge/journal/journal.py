@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 import orjson
 
 from sgbridge import outcomes as oc
-from sgbridge.inbound.readable import load_for_display
+from sgbridge.inbound.readable import load_for_display, top_level_fields
 from sgbridge.inbound.segment import SEGMENT_SOURCES
 from sgbridge.journal import streams
 from sgbridge.journal.dialect import Dialect, dialect_for
@@ -417,8 +417,9 @@ class Journal:
                 (*params, limit)).fetchall()
             out = []
             for r in rows:
-                parsed, unreadable = load_for_display(bytes(r[7])) if r[7] is not None else ({}, None)
-                body = parsed if isinstance(parsed, dict) and not unreadable else {}
+                raw = bytes(r[7]) if r[7] is not None else b"{}"
+                parsed, unreadable = load_for_display(raw)
+                body = parsed if isinstance(parsed, dict) and not unreadable else top_level_fields(raw)
                 row = {"id": int(r[0]), "destination": r[1], "seq": int(r[2]), "reason": r[3],
                        "status_code": r[4], "attempts": int(r[5]), "updated_at": float(r[6]),
                        "source": r[8], "status": r[9], "event": _shown(body.get("event") or body.get("type")),
