@@ -9,7 +9,7 @@ from typing import Any
 import click
 import orjson
 
-from sgbridge.cli_common import config_option, open_journal, settings_from
+from sgbridge.cli.common import config_option, open_journal, settings_from
 from sgbridge.settings import SYNC_COLLECTIONS, Settings
 
 
@@ -132,7 +132,7 @@ def sync_history(config: str | None, source: str | None, limit: int, as_json: bo
     if not runs:
         click.echo("no sync runs yet")
         return
-    from sgbridge.cli_output import print_records
+    from sgbridge.cli.output import print_records
 
     table: list[tuple[str, ...]] = []
     for run in runs:
