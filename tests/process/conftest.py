@@ -14,7 +14,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
+import pytest
+
+from sgbridge.journal import Journal
+from tests.conftest import postgres_database
 
 
 def free_port() -> int:
@@ -125,3 +130,26 @@ def running(server: Server) -> Iterator[Server]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def journal_url(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Each test twice: a SQLite journal, and a database of its own on PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'journal.db'}"
+    else:
+        yield from postgres_database()
+
+
+async def wait_for_cursor(journal_url: str, destination: str) -> None:
+    """Until ``destination``'s cursor has passed every stored event (60 s at most)."""
+    journal = Journal(journal_url)
+    try:
+        with anyio.fail_after(60):
+            while True:
+                stats = journal.stats()
+                if stats["cursors"].get(destination, 0) >= stats["max_seq"]:
+                    return
+                await anyio.sleep(0.2)
+    finally:
+        journal.close()

@@ -20,18 +20,9 @@ from sgbridge.emulators.serving import serve_in_thread
 from sgbridge.emulators.webhook_signing import frame_events, generate_keypair, sign
 from sgbridge.journal import Journal
 from sgbridge.warehouse.tables import EVENT_TABLES
-from tests.conftest import postgres_database
-from tests.process.conftest import Server, running
+from tests.process.conftest import Server, running, wait_for_cursor
 
 pytestmark = [pytest.mark.slow, pytest.mark.anyio]
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def journal_url(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'journal.db'}"
-    else:
-        yield from postgres_database()
 
 
 async def test_kill_9_under_load_loses_nothing(journal_url: str, tmp_path: Path) -> None:
@@ -61,7 +52,7 @@ async def test_kill_9_under_load_loses_nothing(journal_url: str, tmp_path: Path)
                 while not acked <= {m["properties"]["sg_event_id"] for m in segment.messages()}:
                     await anyio.sleep(0.2)
             await anyio.sleep(1.0)  # let any late resend land, so a duplicate would be seen
-            await _wait_for_cursor(journal_url, "warehouse")
+            await wait_for_cursor(journal_url, "warehouse")
     assert summary["logical_acked"] == len(events), summary  # the sender retried until all were acked
     received = [m["properties"]["sg_event_id"] for m in segment.messages()]
     assert len(received) == len(set(received)), "an event was accepted twice under different messageIds"
@@ -80,19 +71,6 @@ async def test_kill_9_under_load_loses_nothing(journal_url: str, tmp_path: Path)
             assert len(ids) == len(set(ids)), table
     assert len(loaded) == len(set(loaded))
     assert set(sender.acked_logical) <= set(loaded)
-
-
-async def _wait_for_cursor(journal_url: str, destination: str) -> None:
-    journal = Journal(journal_url)
-    try:
-        with anyio.fail_after(60):
-            while True:
-                stats = journal.stats()
-                if stats["cursors"].get(destination, 0) >= stats["max_seq"]:
-                    return
-                await anyio.sleep(0.2)
-    finally:
-        journal.close()
 
 
 async def test_acknowledged_events_are_on_disk_after_kill_9(tmp_path: Path) -> None:
@@ -142,7 +120,7 @@ async def test_kill_9_while_the_warehouse_sorts_out_a_refused_event(tmp_path: Pa
 
     with running(server):
         await post(first)
-        await _wait_for_cursor(journal_url, "warehouse")
+        await wait_for_cursor(journal_url, "warehouse")
     with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as warehouse:
         warehouse.execute("ALTER TABLE sendgrid.activity ALTER asm_group_id TYPE SMALLINT")
     with running(server):
@@ -151,7 +129,7 @@ async def test_kill_9_while_the_warehouse_sorts_out_a_refused_event(tmp_path: Pa
             await asyncio.sleep(pause)
             server.kill9()
             await asyncio.to_thread(server.start)
-        await _wait_for_cursor(journal_url, "warehouse")
+        await wait_for_cursor(journal_url, "warehouse")
     journal = Journal(journal_url)
     try:
         dead = journal.dead_letters("warehouse")

@@ -18,19 +18,9 @@ from sgbridge.emulators.segment import create_segment_emulator
 from sgbridge.emulators.sendgrid_webhook import WebhookSender
 from sgbridge.emulators.serving import serve_in_thread
 from sgbridge.emulators.webhook_signing import frame_events, generate_keypair, sign
-from sgbridge.journal import Journal
-from tests.conftest import postgres_database
-from tests.process.conftest import Server, running
+from tests.process.conftest import Server, running, wait_for_cursor
 
 pytestmark = [pytest.mark.slow, pytest.mark.anyio]
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def journal_url(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'journal.db'}"
-    else:
-        yield from postgres_database()
 
 
 def _env(keys_public: str, segment_url: str, journal_url: str) -> dict[str, str]:
@@ -75,7 +65,7 @@ async def test_each_role_killed_under_load_is_restarted_and_loses_and_doubles_no
             with anyio.fail_after(60):
                 while not acked <= {m["properties"]["sg_event_id"] for m in segment.messages()}:
                     await anyio.sleep(0.2)
-            await _wait_for_cursor(journal_url, "warehouse")
+            await wait_for_cursor(journal_url, "warehouse")
             await anyio.sleep(1.0)  # a late resend would land now, and be seen below
     log = (tmp_path / "serve.log").read_text()
     assert log.count("killed by SIGKILL") == 4 and "role warehouse" in log, log[-3000:]
@@ -87,19 +77,6 @@ async def test_each_role_killed_under_load_is_restarted_and_loses_and_doubles_no
         loaded = [r[0] for r in warehouse.execute("SELECT sg_event_id FROM sendgrid.activity").fetchall()]
     assert len(loaded) == len(set(loaded))
     assert set(sender.acked_logical) <= set(loaded)
-
-
-async def _wait_for_cursor(journal_url: str, destination: str) -> None:
-    journal = Journal(journal_url)
-    try:
-        with anyio.fail_after(60):
-            while True:
-                stats = journal.stats()
-                if stats["cursors"].get(destination, 0) >= stats["max_seq"]:
-                    return
-                await anyio.sleep(0.2)
-    finally:
-        journal.close()
 
 
 def _post(url: str, keys: object, events: list[dict[str, object]]) -> httpx.Response:
@@ -131,7 +108,7 @@ async def test_sigterm_drains_and_stops_every_role_and_metrics_cover_them_all(tm
             with anyio.fail_after(30):
                 while not forwarded <= {m["properties"]["sg_event_id"] for m in segment.messages()}:
                     await anyio.sleep(0.1)
-            await _wait_for_cursor(server.env["SGBRIDGE_DATABASE_URL"], "warehouse")
+            await wait_for_cursor(server.env["SGBRIDGE_DATABASE_URL"], "warehouse")
             text = httpx.get(f"{server.url}/metrics").text
             # counted in the deliver and warehouse processes, shown by the ingest process
             assert 'sgbridge_delivery_events_total{destination="segment",outcome="delivered"}' in text
