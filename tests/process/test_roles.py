@@ -123,17 +123,41 @@ async def test_sigterm_drains_and_stops_every_role_and_metrics_cover_them_all(tm
     assert "sgbridge stopped" in (tmp_path / "serve.log").read_text()
 
 
-async def test_roles_without_their_supervisor_stop_by_themselves(tmp_path: Path) -> None:
+async def test_a_supervisor_killed_under_load_leaves_no_role_running_and_loses_nothing(tmp_path: Path) -> None:
+    """kill -9 of the supervisor: its roles stop by themselves, and the next serve delivers the rest once."""
     keys = generate_keypair()
-    server = Server({"SENDGRID_WEBHOOK_PUBLIC_KEY": keys.public_key_base64, "SEGMENT_WRITE_KEY": "wk",
-                     "SEGMENT_ENDPOINT": "http://127.0.0.1:9", "SGBRIDGE_WAREHOUSE__ENABLED": "true",
-                     "SGBRIDGE_DATABASE_URL": f"sqlite:///{tmp_path / 'j.db'}"}, tmp_path / "serve.log")
-    with running(server):
-        server.kill9_supervisor()
-        with anyio.fail_after(20):
-            while server.processes():
-                await anyio.sleep(0.1)
+    events = EventFactory(44).batch(3000)
+    kind = {e["sg_event_id"]: e["event"] for e in events}
+    segment_app = create_segment_emulator(["wk"])
+    segment = segment_app.state.emulator.state
+    with serve_in_thread(segment_app) as segment_url:
+        server = Server(_env(keys.public_key_base64, segment_url, f"sqlite:///{tmp_path / 'j.db'}"),
+                        tmp_path / "serve.log")
+        with running(server):
+            sender = WebhookSender(f"{server.url}/webhooks/sendgrid", keys.private_key, rate=1500, batch_size=50,
+                                   concurrency=4, duplicate_fraction=0.02, retry_deadline=90, backoff_initial=0.2,
+                                   backoff_max=1.0, timeout=5)
+            sending = asyncio.create_task(sender.run(events=events))
+            await asyncio.sleep(1.0)
+            server.kill9_supervisor()
+            with anyio.fail_after(20):
+                while server.processes():  # no role goes on without it
+                    await anyio.sleep(0.1)
+            await asyncio.to_thread(server.start)  # the sender retries what was not acknowledged
+            summary = await sending
+            acked = {i for i in sender.acked_logical if kind[i] != "deferred"}
+            with anyio.fail_after(60):
+                while not acked <= {m["properties"]["sg_event_id"] for m in segment.messages()}:
+                    await anyio.sleep(0.2)
+            await wait_for_cursor(server.env["SGBRIDGE_DATABASE_URL"], "warehouse")
+            await anyio.sleep(1.0)
     assert "the supervisor (pid" in (tmp_path / "serve.log").read_text()
+    assert summary["logical_acked"] == len(events), summary
+    received = [m["properties"]["sg_event_id"] for m in segment.messages()]
+    assert len(received) == len(set(received)) and acked <= set(received)
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as warehouse:
+        loaded = [r[0] for r in warehouse.execute("SELECT sg_event_id FROM sendgrid.activity").fetchall()]
+    assert len(loaded) == len(set(loaded)) and set(sender.acked_logical) <= set(loaded)
 
 
 async def test_roles_run_alone_share_one_journal(tmp_path: Path) -> None:
