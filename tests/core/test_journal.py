@@ -129,3 +129,24 @@ def test_a_relaxed_journal_still_waits_for_the_disk_where_a_job_asks(tmp_path: P
     finally:
         journal.close()
         strict.close()
+
+
+@pytest.mark.postgres
+def test_the_lock_free_reader_reconnects_after_the_database_dropped_it() -> None:
+    """Delivery lanes poll latest_seq; one dropped connection must not fail every later poll."""
+    import psycopg
+
+    from tests.conftest import postgres_database
+
+    for url in postgres_database():
+        journal = Journal(url)
+        try:
+            assert journal.latest_seq() == 0
+            with psycopg.connect(url, autocommit=True) as admin:  # as a database restart would
+                admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
+                              "current_database() AND pid <> pg_backend_pid()")
+            with pytest.raises(psycopg.Error):
+                journal.latest_seq()
+            assert journal.latest_seq() == 0  # a new connection
+        finally:
+            journal.close()

@@ -7,6 +7,7 @@ Every method runs its SQL in the writer thread (see writer.py) and returns an aw
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -173,7 +174,13 @@ class Journal:
         with self._reader_lock:
             if self._reader is None:
                 self._reader = self.dialect.connect()
-            row = self._reader.execute("SELECT MAX(seq) FROM events").fetchone()
+            try:
+                row = self._reader.execute("SELECT MAX(seq) FROM events").fetchone()
+            except Exception:  # a dropped connection (a database restart): a new one next time
+                with contextlib.suppress(Exception):
+                    self._reader.close()
+                self._reader = None
+                raise
         return int(row[0] or 0)
 
     @property
