@@ -17,7 +17,8 @@ the warehouse off) takes the events as signed webhook POSTs of 1,000 events; the
 that journal for each run, ``serve`` starts with the warehouse on (its defaults: DuckDB) and loads
 the backlog. ``seconds`` runs from starting that process until its ``/metrics`` count every event
 delivered to the warehouse (committed in DuckDB); it includes the process's start and reading the
-events from the journal. ``peak_rss_mb`` is the server's.
+events from the journal. ``peak_rss_mb`` is that of all of serve's processes together (the
+supervisor and its roles).
 
 ``sync``: ``sgbridge emulate sendgrid --seed-contacts N`` runs as its own process, and
 ``sgbridge sync -c recipients`` as another (a fresh journal and DuckDB file each run); the time is
@@ -123,7 +124,7 @@ def load(args: argparse.Namespace) -> list[dict[str, float]]:
 def drain(args: argparse.Namespace) -> list[dict[str, float]]:
     import shutil
 
-    from ingest import _metric, _post_each_once, _rss_kb, bridge, make_bodies  # bench/ingest.py
+    from ingest import _group_rss_kb, _metric, _post_each_once, bridge, make_bodies  # bench/ingest.py
     from sgbridge.emulators.webhook_signing import generate_keypair
 
     keys = generate_keypair()
@@ -146,7 +147,7 @@ def drain(args: argparse.Namespace) -> list[dict[str, float]]:
                 loaded, peak = 0.0, 0
                 while loaded < stored:
                     time.sleep(0.1)
-                    peak = max(peak, _rss_kb(proc.pid)["VmRSS"])
+                    peak = max(peak, _group_rss_kb(proc.pid))  # serve's processes, all roles
                     loaded = _metric(url, "sgbridge_delivery_events_total", 'outcome="delivered"')
                     if _metric(url, "sgbridge_delivery_events_total", 'outcome="rejected"'):
                         raise RuntimeError("the warehouse rejected events")
