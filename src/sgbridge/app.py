@@ -109,16 +109,20 @@ class Bridge:
             self._tasks.append(asyncio.create_task(self.sync.run()))
 
     async def stop(self) -> None:
-        if self.sync is not None:
-            await self.sync.close()  # a sync in progress stops between pages, recorded as interrupted
-        for worker in self.workers:
+        for worker in self.workers:  # first: no lane claims a new window from now on
             worker.stop()
+        # A sync in progress stops between pages, recorded as interrupted; with a drain, it and the
+        # windows under way share one deadline, so the whole stop fits the supervisor's.
+        closing = [asyncio.create_task(self.sync.close())] if self.sync is not None else []
         delivering = self._tasks[:len(self.workers)]
-        if self.drain_seconds and delivering:
-            await asyncio.wait(delivering, timeout=self.drain_seconds + 1)
-        for task in self._tasks:
+        if self.drain_seconds:
+            if delivering or closing:
+                await asyncio.wait([*delivering, *closing], timeout=self.drain_seconds + 1)
+        elif closing:
+            await asyncio.gather(*closing)
+        for task in (*self._tasks, *closing):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *closing, return_exceptions=True)
         if self.warehouse is not None:
             await self.warehouse.close()
         await self.client.aclose()

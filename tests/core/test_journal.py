@@ -150,3 +150,32 @@ def test_the_lock_free_reader_reconnects_after_the_database_dropped_it() -> None
             assert journal.latest_seq() == 0  # a new connection
         finally:
             journal.close()
+
+
+@pytest.mark.postgres
+def test_the_writer_survives_a_database_that_refuses_connections_for_a_while() -> None:
+    """A failed reconnect ended the writer thread: every later append then waited for ever."""
+    import psycopg
+
+    from tests.conftest import postgres_database
+
+    for url in postgres_database():
+        journal = Journal(url)
+        try:
+            seen = lambda conn: int(conn.execute("SELECT 1").fetchone()[0])  # noqa: E731
+            assert journal.run_sync(seen) == 1
+            name = url.rsplit("/", 1)[1]
+            with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as admin:
+                admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')  # "down"
+                admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                              (name,))
+            try:
+                for _ in range(2):  # the broken connection, then a refused reconnect: each fails, neither hangs
+                    with pytest.raises(psycopg.Error):
+                        journal._submit(seen).result(timeout=10)
+            finally:
+                with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as admin:
+                    admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
+            assert journal._submit(seen).result(timeout=10) == 1  # back
+        finally:
+            journal.close()

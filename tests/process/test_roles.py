@@ -181,3 +181,20 @@ async def test_roles_run_alone_share_one_journal(tmp_path: Path) -> None:
                     while len(segment.messages()) < len(events):
                         await anyio.sleep(0.1)
     assert {m["properties"]["sg_event_id"] for m in segment.messages()} == {e["sg_event_id"] for e in events}
+
+
+def test_a_port_in_use_stops_serve_at_start_instead_of_restarting_for_ever(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "SGBRIDGE_DATABASE_URL": f"sqlite:///{tmp_path / 'j.db'}",
+               "SGBRIDGE_WAREHOUSE__ENABLED": "false", "SEGMENT_WRITE_KEY": ""}
+        done = subprocess.run([sys.executable, "-m", "sgbridge", "serve", "--port", str(port)], env=env,
+                              capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "while starting" in done.stderr and "starting it again" not in done.stderr, done.stderr[-2000:]

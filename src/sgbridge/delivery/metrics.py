@@ -18,7 +18,7 @@ DELIVERY_ATTEMPTS = Counter("sgbridge_delivery_attempts", "HTTP attempts by dest
 DELIVERY_LATENCY = Histogram("sgbridge_delivery_latency_seconds", "From receipt to acceptance by the destination",
                              ["destination"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600))
 BACKLOG = Gauge("sgbridge_delivery_backlog", "Events stored but not yet past the destination's cursor",
-                ["destination"], multiprocess_mode="mostrecent")
+                ["destination"], multiprocess_mode="livemostrecent")
 
 
 def registry() -> CollectorRegistry:

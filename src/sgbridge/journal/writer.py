@@ -46,7 +46,7 @@ class Writer:
         self._dialect = dialect
         self._relaxed = relaxed
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._conn = self._connect()
+        self._conn: Any = self._connect()  # None after a failure, until the next group connects again
         self._thread = threading.Thread(target=self._run, name="sgbridge-journal-writer", daemon=True)
         self._closed = False
         self.commits = 0
@@ -70,7 +70,8 @@ class Writer:
             self._closed = True
             self._queue.put(None)
             self._thread.join()
-            self._conn.close()
+            if self._conn is not None:
+                self._conn.close()
 
     def _run(self) -> None:
         stop = False
@@ -95,9 +96,24 @@ class Writer:
             # acknowledged for it, so nothing is lost.
             jobs = [j for j in jobs if j.future.set_running_or_notify_cancel()]
             if jobs:
-                self._run_group(jobs)
+                try:
+                    self._run_group(jobs)
+                except BaseException as exc:  # never leave a caller waiting, whatever went wrong
+                    log.exception("journal writer failed; %d jobs fail with it", len(jobs))
+                    for job in jobs:
+                        if not job.future.done():
+                            job.future.set_exception(exc)
+                    self._reconnect()
 
     def _run_group(self, jobs: list[_Job]) -> None:
+        if self._conn is None:  # the last one broke: connect again (the database may be back)
+            try:
+                self._conn = self._connect()
+            except Exception as exc:
+                log.error("journal unavailable, %d jobs fail: %s", len(jobs), exc)
+                for job in jobs:
+                    job.future.set_exception(exc)
+                return
         conn = self._conn
         results: list[tuple[_Job, Any, BaseException | None]] = []
         durable = self._relaxed and any(job.durable for job in jobs)
@@ -129,7 +145,7 @@ class Writer:
                     job.future.set_exception(exc)
             return
         finally:
-            if durable:  # back to commits that do not wait for the disk
+            if durable and self._conn is not None:  # back to commits that do not wait for the disk
                 with contextlib.suppress(Exception):
                     self._dialect.set_durable(self._conn, False)
         for job, value, error in results:
@@ -139,8 +155,11 @@ class Writer:
                 job.future.set_result(value)
 
     def _reconnect(self) -> None:
+        """Drop a broken connection; the next group opens a new one (a failed connect must not end
+        the writer thread: every later job would then wait for ever)."""
         try:
-            self._conn.close()
+            if self._conn is not None:
+                self._conn.close()
         except Exception:
             log.debug("closing a broken connection failed", exc_info=True)
-        self._conn = self._connect()
+        self._conn = None

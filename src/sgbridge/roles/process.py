@@ -63,18 +63,19 @@ async def _serve_http(settings: Settings, roles: frozenset[str], host: str, port
     from sgbridge.app import build_app
 
     app = build_app(settings, roles=roles, drain_seconds=settings.processes.stop_timeout_seconds)
+    config = uvicorn.Config(app, host=host, port=port, log_level=settings.log_level, access_log=False,
+                            timeout_graceful_shutdown=int(settings.processes.stop_timeout_seconds))
+    # Bind before the lifespan starts (and with it the heartbeat the supervisor waits for): a port
+    # that is taken must fail the start, not look like a role that started and then died.
+    sock = config.bind_socket()  # on failure uvicorn logs why and exits with its start-up code
     _freeze_startup_objects()
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=settings.log_level,
-                                           access_log=False,
-                                           timeout_graceful_shutdown=int(settings.processes.stop_timeout_seconds)))
+    server = uvicorn.Server(config)
     watch = asyncio.create_task(_orphaned())
     watch.add_done_callback(lambda _: setattr(server, "should_exit", True))
     try:
-        await server.serve()
+        await server.serve(sockets=[sock])
     finally:
         watch.cancel()
-    if not server.started:
-        raise SystemExit(1)  # uvicorn has said why (the port is taken, most often)
 
 
 async def _run_headless(settings: Settings, roles: frozenset[str]) -> None:

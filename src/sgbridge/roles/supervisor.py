@@ -80,7 +80,7 @@ class Supervisor:
             return 0
         except StartFailed as failed:
             log.error("%s; stopping", failed)
-            return failed.code or 1
+            return 128 - failed.code if failed.code < 0 else failed.code or 1  # killed by signal N: 128+N
         finally:
             self._stop_all()
             if self.owns_runtime_dir:
@@ -132,6 +132,8 @@ class Supervisor:
         first, rest = self.children[0], self.children[1:]
         self._spawn(first)
         self._wait_for_beat(first)
+        if self.stopping:
+            return
         for child in rest:
             self._spawn(child)
         for child in rest:
@@ -161,7 +163,7 @@ class Supervisor:
                       how, ran, child.backoff)
 
     def _forget(self, pid: int) -> None:
-        """A dead process's gauges leave /metrics; its counters stay in the totals."""
+        """A dead process's live gauges (the backlog) leave /metrics; its counters stay in the totals."""
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(pid, str(self.metrics_dir))  # type: ignore[no-untyped-call]
