@@ -18,6 +18,7 @@ import anyio
 import httpx
 import pytest
 
+from sgbridge.emulators.sendgrid_webhook import WebhookSender
 from sgbridge.journal import Journal
 from tests.conftest import postgres_database
 
@@ -153,3 +154,10 @@ async def wait_for_cursor(journal_url: str, destination: str) -> None:
                 await anyio.sleep(0.2)
     finally:
         journal.close()
+
+
+def retrying_sender(server: Server, private_key: Any) -> WebhookSender:
+    """Signed webhooks at 1,500 events/s with SendGrid's duplicates, retrying what is not
+    acknowledged (as SendGrid does) for 90 s: the load the kill -9 tests crash the server under."""
+    return WebhookSender(f"{server.url}/webhooks/sendgrid", private_key, rate=1500, batch_size=50, concurrency=4,
+                         duplicate_fraction=0.02, retry_deadline=90, backoff_initial=0.2, backoff_max=1.0, timeout=5)

@@ -15,12 +15,11 @@ import pytest
 
 from sgbridge.emulators.event_factory import EventFactory
 from sgbridge.emulators.segment import create_segment_emulator
-from sgbridge.emulators.sendgrid_webhook import WebhookSender
 from sgbridge.emulators.serving import serve_in_thread
 from sgbridge.emulators.webhook_signing import frame_events, generate_keypair, sign
 from sgbridge.journal import Journal
 from sgbridge.warehouse.tables import EVENT_TABLES
-from tests.process.conftest import Server, running, wait_for_cursor
+from tests.process.conftest import Server, retrying_sender, running, wait_for_cursor
 
 pytestmark = [pytest.mark.slow, pytest.mark.anyio]
 
@@ -37,9 +36,7 @@ async def test_kill_9_under_load_loses_nothing(journal_url: str, tmp_path: Path)
                          "SGBRIDGE_WAREHOUSE__ENABLED": "true", "SGBRIDGE_WAREHOUSE__FLUSH_SECONDS": "0.2",
                          "SGBRIDGE_DELIVERY__LEASE_SECONDS": "3"}, tmp_path / "serve.log")
         with running(server):
-            sender = WebhookSender(f"{server.url}/webhooks/sendgrid", keys.private_key, rate=1500, batch_size=50,
-                                   concurrency=4, duplicate_fraction=0.02, retry_deadline=90, backoff_initial=0.2,
-                                   backoff_max=1.0, timeout=5)
+            sender = retrying_sender(server, keys.private_key)
             sending = asyncio.create_task(sender.run(events=events))
             for _ in range(2):  # crash twice while the load runs
                 await asyncio.sleep(0.8)

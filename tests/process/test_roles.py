@@ -15,10 +15,9 @@ import pytest
 
 from sgbridge.emulators.event_factory import EventFactory
 from sgbridge.emulators.segment import create_segment_emulator
-from sgbridge.emulators.sendgrid_webhook import WebhookSender
 from sgbridge.emulators.serving import serve_in_thread
 from sgbridge.emulators.webhook_signing import frame_events, generate_keypair, sign
-from tests.process.conftest import Server, running, wait_for_cursor
+from tests.process.conftest import Server, retrying_sender, running, wait_for_cursor
 
 pytestmark = [pytest.mark.slow, pytest.mark.anyio]
 
@@ -52,9 +51,7 @@ async def test_each_role_killed_under_load_is_restarted_and_loses_and_doubles_no
     with serve_in_thread(segment_app) as segment_url:
         server = Server(_env(keys.public_key_base64, segment_url, journal_url), tmp_path / "serve.log")
         with running(server):
-            sender = WebhookSender(f"{server.url}/webhooks/sendgrid", keys.private_key, rate=1500, batch_size=50,
-                                   concurrency=4, duplicate_fraction=0.02, retry_deadline=90, backoff_initial=0.2,
-                                   backoff_max=1.0, timeout=5)
+            sender = retrying_sender(server, keys.private_key)
             sending = asyncio.create_task(sender.run(events=events))
             for role in ("deliver", "warehouse", "deliver", "ingest"):  # mid-window, mid-load, mid-request
                 await asyncio.sleep(0.5)
@@ -134,9 +131,7 @@ async def test_a_supervisor_killed_under_load_leaves_no_role_running_and_loses_n
         server = Server(_env(keys.public_key_base64, segment_url, f"sqlite:///{tmp_path / 'j.db'}"),
                         tmp_path / "serve.log")
         with running(server):
-            sender = WebhookSender(f"{server.url}/webhooks/sendgrid", keys.private_key, rate=1500, batch_size=50,
-                                   concurrency=4, duplicate_fraction=0.02, retry_deadline=90, backoff_initial=0.2,
-                                   backoff_max=1.0, timeout=5)
+            sender = retrying_sender(server, keys.private_key)
             sending = asyncio.create_task(sender.run(events=events))
             await asyncio.sleep(1.0)
             server.kill9_supervisor()
