@@ -72,9 +72,11 @@ class Bridge:
             self.sync = SyncScheduler(settings, self.journal)
         # Housekeeping (pruning, backlog gauges) runs in one role of the configured set.
         self.housekeeping = housekeeping_role(settings) in roles
-        self.ingests = "ingest" in roles
-        self.sendgrid = SendGridInbound(settings, self.journal, self.wake, quiet=not self.ingests)
-        self.segment_inbound = SegmentInbound(settings, self.journal, self.wake)
+        # The webhook endpoints, in the ingest role's process only (other roles answer no POST).
+        self.inbound: tuple[SendGridInbound, SegmentInbound] | None = None
+        if "ingest" in roles:
+            self.inbound = (SendGridInbound(settings, self.journal, self.wake),
+                            SegmentInbound(settings, self.journal, self.wake))
         self._tasks: list[asyncio.Task[None]] = []
 
     def _add_http_destinations(self, settings: Settings) -> None:
@@ -126,7 +128,8 @@ class Bridge:
         if self.warehouse is not None:
             await self.warehouse.close()
         await self.client.aclose()
-        self.sendgrid.close()
+        if self.inbound is not None:
+            self.inbound[0].close()
         self.journal.close()
 
     async def _housekeeping(self) -> None:
@@ -148,13 +151,14 @@ class BridgeApp(Starlette):
     bridge: Bridge
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and self.bridge.ingests:
+        inbound = self.bridge.inbound
+        if scope["type"] == "http" and scope["method"] == "POST" and inbound is not None:
             path = scope["path"]
             handler: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
-            if path.startswith(WEBHOOK_PATH) and self.bridge.sendgrid.source_of(path) is not None:
-                handler = self.bridge.sendgrid
+            if path.startswith(WEBHOOK_PATH) and SendGridInbound.source_of(path) is not None:
+                handler = inbound[0]
             elif SegmentInbound.route_of(path) is not None:
-                handler = self.bridge.segment_inbound
+                handler = inbound[1]
             if handler is not None:
                 try:
                     await handler(scope, receive, send)

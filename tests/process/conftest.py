@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import duckdb
 import httpx
 import pytest
 
@@ -161,3 +162,27 @@ def retrying_sender(server: Server, private_key: Any) -> WebhookSender:
     acknowledged (as SendGrid does) for 90 s: the load the kill -9 tests crash the server under."""
     return WebhookSender(f"{server.url}/webhooks/sendgrid", private_key, rate=1500, batch_size=50, concurrency=4,
                          duplicate_fraction=0.02, retry_deadline=90, backoff_initial=0.2, backoff_max=1.0, timeout=5)
+
+
+async def settled(segment: Any, sender: WebhookSender, kind: dict[str, str], journal_url: str) -> set[str]:
+    """Once every acknowledged event Segment takes (all but deferred) is in the Segment emulator and
+    the warehouse has passed the whole log, and a late resend has had a second to land: those ids."""
+    acked = {i for i in sender.acked_logical if kind[i] != "deferred"}
+    with anyio.fail_after(60):
+        while not acked <= {m["properties"]["sg_event_id"] for m in segment.messages()}:
+            await anyio.sleep(0.2)
+    await wait_for_cursor(journal_url, "warehouse")
+    await anyio.sleep(1.0)
+    return acked
+
+
+def assert_each_once(segment: Any, acked: set[str], sender: WebhookSender, warehouse_file: Path) -> None:
+    """Segment got every acknowledged event once by id; the warehouse's activity table has every
+    acknowledged event (deferred too) once."""
+    received = [m["properties"]["sg_event_id"] for m in segment.messages()]
+    assert len(received) == len(set(received)), "an event was accepted twice under different messageIds"
+    assert acked <= set(received)
+    with duckdb.connect(str(warehouse_file), read_only=True) as warehouse:
+        loaded = [r[0] for r in warehouse.execute("SELECT sg_event_id FROM sendgrid.activity").fetchall()]
+    assert len(loaded) == len(set(loaded))
+    assert set(sender.acked_logical) <= set(loaded)

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import anyio
-import duckdb
 import httpx
 import pytest
 
@@ -17,7 +16,7 @@ from sgbridge.emulators.event_factory import EventFactory
 from sgbridge.emulators.segment import create_segment_emulator
 from sgbridge.emulators.serving import serve_in_thread
 from sgbridge.emulators.webhook_signing import frame_events, generate_keypair, sign
-from tests.process.conftest import Server, retrying_sender, running, wait_for_cursor
+from tests.process.conftest import Server, assert_each_once, retrying_sender, running, settled, wait_for_cursor
 
 pytestmark = [pytest.mark.slow, pytest.mark.anyio]
 
@@ -58,22 +57,11 @@ async def test_each_role_killed_under_load_is_restarted_and_loses_and_doubles_no
                 pid = await asyncio.to_thread(server.kill9_role, role)
                 await _wait_for_restart(server, role, pid)
             summary = await sending
-            acked = {i for i in sender.acked_logical if kind[i] != "deferred"}
-            with anyio.fail_after(60):
-                while not acked <= {m["properties"]["sg_event_id"] for m in segment.messages()}:
-                    await anyio.sleep(0.2)
-            await wait_for_cursor(journal_url, "warehouse")
-            await anyio.sleep(1.0)  # a late resend would land now, and be seen below
+            acked = await settled(segment, sender, kind, journal_url)
     log = (tmp_path / "serve.log").read_text()
     assert log.count("killed by SIGKILL") == 4 and "role warehouse" in log, log[-3000:]
     assert summary["logical_acked"] == len(events), summary
-    received = [m["properties"]["sg_event_id"] for m in segment.messages()]
-    assert len(received) == len(set(received)), "an event was accepted twice under different messageIds"
-    assert acked <= set(received)
-    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as warehouse:
-        loaded = [r[0] for r in warehouse.execute("SELECT sg_event_id FROM sendgrid.activity").fetchall()]
-    assert len(loaded) == len(set(loaded))
-    assert set(sender.acked_logical) <= set(loaded)
+    assert_each_once(segment, acked, sender, tmp_path / "warehouse.duckdb")
 
 
 def _post(url: str, keys: object, events: list[dict[str, object]]) -> httpx.Response:
@@ -140,19 +128,10 @@ async def test_a_supervisor_killed_under_load_leaves_no_role_running_and_loses_n
                     await anyio.sleep(0.1)
             await asyncio.to_thread(server.start)  # the sender retries what was not acknowledged
             summary = await sending
-            acked = {i for i in sender.acked_logical if kind[i] != "deferred"}
-            with anyio.fail_after(60):
-                while not acked <= {m["properties"]["sg_event_id"] for m in segment.messages()}:
-                    await anyio.sleep(0.2)
-            await wait_for_cursor(server.env["SGBRIDGE_DATABASE_URL"], "warehouse")
-            await anyio.sleep(1.0)
+            acked = await settled(segment, sender, kind, server.env["SGBRIDGE_DATABASE_URL"])
     assert "the supervisor (pid" in (tmp_path / "serve.log").read_text()
     assert summary["logical_acked"] == len(events), summary
-    received = [m["properties"]["sg_event_id"] for m in segment.messages()]
-    assert len(received) == len(set(received)) and acked <= set(received)
-    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as warehouse:
-        loaded = [r[0] for r in warehouse.execute("SELECT sg_event_id FROM sendgrid.activity").fetchall()]
-    assert len(loaded) == len(set(loaded)) and set(sender.acked_logical) <= set(loaded)
+    assert_each_once(segment, acked, sender, tmp_path / "warehouse.duckdb")
 
 
 async def test_roles_run_alone_share_one_journal(tmp_path: Path) -> None:

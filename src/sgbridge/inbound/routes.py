@@ -38,8 +38,7 @@ class Refused(Exception):
 
 
 class SendGridInbound:
-    def __init__(self, settings: Settings, journal: Journal, on_append: Callable[[], None],
-                 quiet: bool = False) -> None:
+    def __init__(self, settings: Settings, journal: Journal, on_append: Callable[[], None]) -> None:
         self.settings = settings
         self.journal = journal
         self.on_append = on_append
@@ -51,7 +50,7 @@ class SendGridInbound:
                 self.verifiers[name] = SignatureVerifier(source.public_keys)
             except InvalidPublicKey as exc:
                 raise ConfigError(f"sources.{name}.public_keys: {exc}") from None
-            if not source.unsigned and not source.public_keys and not quiet:
+            if not source.unsigned and not source.public_keys:
                 log.warning("source %r has no public key: its webhook posts will be refused (401). Set "
                             "SENDGRID_WEBHOOK_PUBLIC_KEY or sources.%s.public_keys", name, name)
 
