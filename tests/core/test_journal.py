@@ -12,6 +12,7 @@ import pytest
 from sgbridge.inbound.sendgrid import parse_events
 from sgbridge.journal import Journal
 from sgbridge.journal.housekeeping import prune
+from sgbridge.journal.journal import BACKGROUND_CACHE_MB
 from sgbridge.model import InboundRequest, OutcomeRecord
 from sgbridge.outcomes import DELIVERED, REJECTED, REPLAY_REQUESTED
 from sgbridge.settings import IngestSettings
@@ -128,6 +129,21 @@ def test_a_relaxed_journal_still_waits_for_the_disk_where_a_job_asks(tmp_path: P
         assert strict.run_sync(level) == 2
     finally:
         journal.close()
+        strict.close()
+
+
+def test_processes_that_do_not_ingest_keep_a_small_sqlite_page_cache(tmp_path: Path) -> None:
+    """The ingest writer keeps its dedupe indexes in a 64 MB cache; a delivery process reads the log
+    once, front to back, and a cache that size only added to its memory (per connection)."""
+    relaxed = Journal(f"sqlite:///{tmp_path / 'j.db'}", relaxed_progress=True)
+    strict = Journal(f"sqlite:///{tmp_path / 'k.db'}")
+    try:
+        kib = lambda conn: -int(conn.execute("PRAGMA cache_size").fetchone()[0])  # noqa: E731
+        assert relaxed.run_sync(kib) == BACKGROUND_CACHE_MB * 1024 < strict.run_sync(kib)
+        assert strict.run_sync(kib) == 64 * 1024
+        assert kib(relaxed.dialect.connect()) == BACKGROUND_CACHE_MB * 1024  # every connection, readers too
+    finally:
+        relaxed.close()
         strict.close()
 
 

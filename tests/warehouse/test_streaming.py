@@ -361,3 +361,17 @@ async def test_a_warehouse_that_refuses_everything_rejects_nothing(bridge_factor
     async with bridge_factory(**env) as h:
         await _wait_loaded(h)
     assert sql("SELECT count(*), count(DISTINCT _sgbridge_seq) FROM sendgrid.activity") == [(40, 40)]
+
+
+def test_the_warehouse_gives_arrow_memory_back_between_loads() -> None:
+    """Arrow's buffers come from the C allocator, trimmed after each load: with the bundled
+    mimalloc the warehouse process stayed at its peak RSS between loads (docs/benchmarks.md)."""
+    import platform
+
+    import pyarrow as pa
+
+    from sgbridge.warehouse import loader
+
+    assert pa.default_memory_pool().backend_name == "system"
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert loader._MALLOC_TRIM is not None

@@ -58,8 +58,9 @@ _EVENT_COLUMNS = "(request_id, source, received_at, event_type, id_key, fp_key, 
 class SQLiteDialect(Dialect):
     name = "sqlite"
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, cache_mb: int = 64) -> None:
         self.path = path
+        self.cache_mb = cache_mb
 
     def connect(self) -> sqlite3.Connection:
         if self.path != ":memory:":
@@ -69,7 +70,9 @@ class SQLiteDialect(Dialect):
         # FULL: a commit is on disk before we answer 2xx, even if the machine loses power.
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=10000")
-        conn.execute("PRAGMA cache_size=-65536")
+        # Per connection: the ingest writer's dedupe indexes stay in it. Processes that only read
+        # the log front to back gain nothing from a large one (the OS caches the file).
+        conn.execute(f"PRAGMA cache_size=-{int(self.cache_mb) * 1024}")
         return conn
 
     def begin(self, conn: Any, with_append_lock: bool) -> None:
@@ -130,12 +133,12 @@ class PostgresDialect(Dialect):
         return int(inserted)
 
 
-def dialect_for(url: str) -> Dialect:
+def dialect_for(url: str, sqlite_cache_mb: int = 64) -> Dialect:
     if url.startswith(("postgresql://", "postgres://")):
         return PostgresDialect(url)
     if url.startswith("sqlite:///"):
-        return SQLiteDialect(url[len("sqlite:///"):] or ":memory:")
+        return SQLiteDialect(url[len("sqlite:///"):] or ":memory:", sqlite_cache_mb)
     if url == "sqlite://" or url == ":memory:":
-        return SQLiteDialect(":memory:")
+        return SQLiteDialect(":memory:", sqlite_cache_mb)
     parsed = urlparse(url)
     raise ValueError(f"unsupported database URL scheme {parsed.scheme!r}: use sqlite:///PATH or postgresql://…")

@@ -11,6 +11,8 @@ appended twice, and never skipped.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import logging
 import os
 import threading
@@ -40,11 +42,36 @@ from sgbridge.warehouse.keeper import DuckDBKeeper
 from sgbridge.warehouse.tables import ACTIVITY, TABLES, tables_for
 
 log = logging.getLogger(__name__)
-# Events turned into Arrow tables at once (about 120 MB of them). DuckDB writes an insert of at
-# least its row group size (122,880 rows) straight to the file, in parallel when there are several
-# (an insert of fewer rows goes through the WAL and is written again at the checkpoint): with
-# chunks of this size the files dlt writes hold whole row groups.
-CHUNK_EVENTS = 122_880
+# Events turned into Arrow tables at once. dlt writes a window's chunks of a table into one file,
+# so DuckDB still gets inserts of whole row groups (122,880 rows; smaller inserts go through its
+# WAL and are written again at the checkpoint); the chunk only bounds the Python lists and Arrow
+# buffers alive at once: 32,768 events took the warehouse process's peak from ~1,000 to ~750 MB
+# on a 400,000-event backlog, in the same time (docs/benchmarks.md).
+CHUNK_EVENTS = 32_768
+# Arrow's buffers come from the C library's allocator, not the bundled mimalloc: mimalloc kept the
+# segments of every load, so the process stayed at its peak between loads; freed glibc memory is
+# handed back after each load (``_give_back_freed_memory``).
+pa.set_memory_pool(pa.system_memory_pool())
+
+
+def _libc_malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim`` (None elsewhere, e.g. musl or macOS)."""
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        return None
+
+
+_MALLOC_TRIM = _libc_malloc_trim()
+
+
+def _give_back_freed_memory() -> None:
+    """After a load, return the heap's free pages to the OS. A window's rows, its Python lists and
+    Arrow buffers are freed by then, but glibc keeps most of that memory in its arenas (one per
+    thread that allocated), so each load's peak stayed in the process's RSS."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 class LoadRefused(Exception):
@@ -102,6 +129,12 @@ class DatasetLoader:
         """Append the events not loaded yet; returns how many were loaded."""
         if not events:
             return 0
+        try:
+            return self._load(events)
+        finally:
+            _give_back_freed_memory()
+
+    def _load(self, events: list[StoredEvent]) -> int:
         with self.keeper or contextlib.nullcontext(), self.lock:
             forget_abandoned(self.pipeline)  # an earlier give-up that did not finish
             gave_up = self._finish_or_abandon()
