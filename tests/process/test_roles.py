@@ -172,3 +172,30 @@ def test_a_port_in_use_stops_serve_at_start_instead_of_restarting_for_ever(tmp_p
                               capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert "while starting" in done.stderr and "starting it again" not in done.stderr, done.stderr[-2000:]
+
+
+async def test_a_hung_role_is_killed_and_started_again(tmp_path: Path) -> None:
+    """A process that stops beating while it still runs (here SIGSTOP; a blocked event loop or a
+    deadlock alike) is killed and restarted, and what came in meanwhile is delivered."""
+    keys = generate_keypair()
+    segment_app = create_segment_emulator(["wk"])
+    segment = segment_app.state.emulator.state
+    events = [e for e in EventFactory(47).batch(300) if e["event"] != "deferred"]
+    with serve_in_thread(segment_app) as segment_url:
+        env = {**_env(keys.public_key_base64, segment_url, f"sqlite:///{tmp_path / 'j.db'}"),
+               "SGBRIDGE_WAREHOUSE__ENABLED": "false", "SGBRIDGE_PROCESSES__HEARTBEAT_SECONDS": "0.3",
+               "SGBRIDGE_PROCESSES__HUNG_AFTER_SECONDS": "2"}
+        server = Server(env, tmp_path / "serve.log")
+        with running(server):
+            hung = server.role_pid("deliver")
+            os.kill(hung, signal.SIGSTOP)
+            assert _post(server.url, keys, events).status_code == 200
+            await _wait_for_restart(server, "deliver", hung)
+            with anyio.fail_after(30):
+                while len(segment.messages()) < len(events):
+                    await anyio.sleep(0.1)
+            await anyio.sleep(3 * 0.3)
+            assert server.health()["status"] == "ok"
+    log = (tmp_path / "serve.log").read_text()
+    assert f"role deliver (pid {hung}) has not beaten for" in log and "killed by SIGKILL" in log, log[-3000:]
+    assert {m["properties"]["sg_event_id"] for m in segment.messages()} == {e["sg_event_id"] for e in events}

@@ -16,3 +16,5 @@ class ProcessSettings(BaseModel):
                                            "started again (doubled on each quick death)")
     restart_max_seconds: float = Field(30.0, gt=0, description="longest wait between restarts of a role")
     heartbeat_seconds: float = Field(2.0, gt=0, description="how often each role says it is alive (/healthz)")
+    hung_after_seconds: float = Field(60.0, gt=0, description="a role whose heartbeat is this old while its "
+                                      "process still runs is taken as hung: it is killed and started again")

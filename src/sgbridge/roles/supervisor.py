@@ -5,7 +5,9 @@ children (ingest first, the others once it beats), shares a runtime folder with 
 heartbeats and Prometheus' multiprocess files, and watches them. A child that dies is logged
 and started again after a back-off (doubled while it keeps dying quickly). A child that fails
 before its first heartbeat stops the whole start, with its exit code: a configuration or a port
-problem is not fixed by retrying. SIGTERM or SIGINT are passed on; each role drains what it is
+problem is not fixed by retrying. A child whose heartbeat stops while its process runs (its event
+loop blocked, a deadlock, SIGSTOP) is killed after ``processes.hung_after_seconds`` and started
+again like one that died. SIGTERM or SIGINT are passed on; each role drains what it is
 sending for up to ``processes.stop_timeout_seconds`` and is killed after that.
 """
 
@@ -42,6 +44,7 @@ class Child:
     backoff: float = 0.0
     restart_at: float | None = None
     restarts: int = 0
+    beaten: bool = False  # this process has beaten at least once (a start is not a hang)
 
 
 class StartFailed(Exception):
@@ -64,6 +67,7 @@ class Supervisor:
                                + (["--host", host, "--port", str(port)] if role == "ingest" else []))
                          for role in roles]
         self.stopping = False
+        self._hung_checked_at = 0.0
 
     # -- the loop -----------------------------------------------------------------------------
     def run(self) -> int:
@@ -107,6 +111,7 @@ class Supervisor:
         child.proc = subprocess.Popen(child.command, env=self._env())
         child.started_at = time.monotonic()
         child.restart_at = None
+        child.beaten = False
 
     def _pid(self, child: Child) -> int | None:
         return child.proc.pid if child.proc else None
@@ -121,6 +126,7 @@ class Supervisor:
                 raise StartFailed(child.role, code)
             beat = heartbeat.read(self.runtime_dir, every).get(child.role)
             if beat and beat["pid"] == child.proc.pid:
+                child.beaten = True
                 return
             time.sleep(0.05)
         if not self.stopping:
@@ -141,6 +147,7 @@ class Supervisor:
 
     def _watch(self) -> None:
         now = time.monotonic()
+        self._kill_hung(now)
         initial, ceiling = self.settings.processes.restart_initial_seconds, self.settings.processes.restart_max_seconds
         for child in self.children:
             if child.restart_at is not None:
@@ -161,6 +168,36 @@ class Supervisor:
             how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
             log.error("role %s (pid %d) %s after %.1f s; starting it again in %.1f s", child.role, child.proc.pid,
                       how, ran, child.backoff)
+
+    def _kill_hung(self, now: float) -> None:
+        """SIGKILL a running child whose heartbeat is older than ``hung_after_seconds`` (checked about
+        once a heartbeat interval); ``_watch`` then restarts it as a child that died."""
+        settings = self.settings.processes
+        if now < self._hung_checked_at + settings.heartbeat_seconds:
+            return
+        self._hung_checked_at = now
+        beats = heartbeat.read(self.runtime_dir, settings.heartbeat_seconds)
+        for child in self.children:
+            if child.proc is None or child.restart_at is not None or child.proc.poll() is not None:
+                continue
+            beat = beats.get(child.role)
+            if beat is None or beat["pid"] != child.proc.pid:
+                # Not beaten yet since this start: it counts as hung once the start took too long.
+                if not child.beaten and now - child.started_at > max(settings.hung_after_seconds,
+                                                                      START_TIMEOUT_SECONDS):
+                    self._kill(child, f"has not beaten in the {now - child.started_at:.0f} s since it started")
+                continue
+            child.beaten = True
+            if beat["beat_age_seconds"] > settings.hung_after_seconds:
+                self._kill(child, f"has not beaten for {beat['beat_age_seconds']:.0f} s")
+
+    def _kill(self, child: Child, why: str) -> None:
+        assert child.proc is not None
+        log.error("role %s (pid %d) %s: taken as hung, killing it", child.role, child.proc.pid, why)
+        try:
+            child.proc.kill()
+        except ProcessLookupError:
+            return
 
     def _forget(self, pid: int) -> None:
         """A dead process's live gauges (the backlog) leave /metrics; its counters stay in the totals."""
