@@ -24,7 +24,9 @@ from sgbridge.inbound.routes import PATH as WEBHOOK_PATH
 from sgbridge.inbound.routes import SendGridInbound
 from sgbridge.inbound.segment_routes import SegmentInbound
 from sgbridge.journal import Journal
+from sgbridge.journal.dialect import SQLiteDialect
 from sgbridge.journal.housekeeping import prune
+from sgbridge.journal.locks import DestinationLocks
 from sgbridge.roles import IN_ONE_PROCESS, destination_names, heartbeat, housekeeping_role
 from sgbridge.settings import Settings
 
@@ -78,6 +80,7 @@ class Bridge:
             self.inbound = (SendGridInbound(settings, self.journal, self.wake),
                             SegmentInbound(settings, self.journal, self.wake))
         self._tasks: list[asyncio.Task[None]] = []
+        self._locks = DestinationLocks()
 
     def _add_http_destinations(self, settings: Settings) -> None:
         if any(settings.write_key_for(name) for name in settings.sources):
@@ -101,9 +104,13 @@ class Bridge:
 
     async def start(self) -> None:
         if self.journal.dialect.name == "sqlite" and self.workers:
-            # SQLite is one machine, and each destination runs in one process: claims a crashed
-            # run of these destinations left can be retaken at once.
-            self.journal.release_claims([w.destination.name for w in self.workers])
+            # SQLite is one machine, and each destination runs in one process (journal/locks.py): once
+            # this process holds their locks, claims an earlier run of them left can be retaken at once.
+            names = [w.destination.name for w in self.workers]
+            path = self.journal.dialect.path if isinstance(self.journal.dialect, SQLiteDialect) else ":memory:"
+            if path != ":memory:":
+                await self._locks.acquire(path, names)
+            self.journal.release_claims(names)
         self._tasks = [asyncio.create_task(w.run(self.drain_seconds)) for w in self.workers]
         if self.housekeeping:
             self._tasks.append(asyncio.create_task(self._housekeeping()))
@@ -131,6 +138,7 @@ class Bridge:
         if self.inbound is not None:
             self.inbound[0].close()
         self.journal.close()
+        self._locks.close()
 
     async def _housekeeping(self) -> None:
         names = destination_names(self.settings)  # every destination, whichever process runs it

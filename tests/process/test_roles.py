@@ -16,7 +16,15 @@ from sgbridge.emulators.event_factory import EventFactory
 from sgbridge.emulators.segment import create_segment_emulator
 from sgbridge.emulators.serving import serve_in_thread
 from sgbridge.emulators.webhook_signing import frame_events, generate_keypair, sign
-from tests.process.conftest import Server, assert_each_once, retrying_sender, running, settled, wait_for_cursor
+from tests.process.conftest import (
+    Server,
+    assert_each_once,
+    free_port,
+    retrying_sender,
+    running,
+    settled,
+    wait_for_cursor,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.anyio]
 
@@ -199,3 +207,33 @@ async def test_a_hung_role_is_killed_and_started_again(tmp_path: Path) -> None:
     log = (tmp_path / "serve.log").read_text()
     assert f"role deliver (pid {hung}) has not beaten for" in log and "killed by SIGKILL" in log, log[-3000:]
     assert {m["properties"]["sg_event_id"] for m in segment.messages()} == {e["sg_event_id"] for e in events}
+
+
+async def test_a_serve_started_while_a_killed_ones_roles_still_send_does_not_send_their_windows_again(
+        tmp_path: Path) -> None:
+    """kill -9 of the supervisor, and a new serve at once: the orphaned deliver process is still
+    sending its windows (slowly here). The new one waits for its lock (journal/locks.py) instead of
+    releasing those claims and sending the same windows a second time."""
+    keys = generate_keypair()
+    events = [e for e in EventFactory(48).batch(1500) if e["event"] != "deferred"]
+    segment_app = create_segment_emulator(["wk"])
+    emulator = segment_app.state.emulator
+    with serve_in_thread(segment_app) as segment_url:
+        env = {**_env(keys.public_key_base64, segment_url, f"sqlite:///{tmp_path / 'j.db'}"),
+               "SGBRIDGE_WAREHOUSE__ENABLED": "false", "SGBRIDGE_DELIVERY__WINDOW_EVENTS": "200",
+               "SGBRIDGE_DELIVERY__LEASE_SECONDS": "60"}
+        emulator.faults.add({"delay": 6.0, "duration": 8.0})  # every batch in these 8 s takes 6 s
+        first = Server(env, tmp_path / "first.log")
+        with running(first):
+            assert _post(first.url, keys, events).status_code == 200
+            await anyio.sleep(0.7)  # windows claimed, their batches under way
+            first.kill9_supervisor()
+            second = Server(env, tmp_path / "second.log", port=free_port())
+            with running(second):
+                with anyio.fail_after(60):
+                    while len(emulator.state.messages()) < len(events) or first.processes():
+                        await anyio.sleep(0.1)
+                await anyio.sleep(1.0)
+    assert {m["properties"]["sg_event_id"] for m in emulator.state.messages()} == {e["sg_event_id"] for e in events}
+    assert emulator.state.duplicates == 0, "a window was sent by both processes"
+    assert "another process is still delivering to segment" in (tmp_path / "second.log").read_text()
