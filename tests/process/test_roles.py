@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import tempfile
 import time
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from sgbridge.emulators.event_factory import EventFactory
 from sgbridge.emulators.segment import create_segment_emulator
 from sgbridge.emulators.serving import serve_in_thread
 from sgbridge.emulators.webhook_signing import frame_events, generate_keypair, sign
+from sgbridge.roles.supervisor import OWNER_FILE, RUNTIME_PREFIX
 from tests.process.conftest import (
     Server,
     assert_each_once,
@@ -116,6 +119,14 @@ async def test_sigterm_drains_and_stops_every_role_and_metrics_cover_them_all(tm
     assert "sgbridge stopped" in (tmp_path / "serve.log").read_text()
 
 
+def _runtime_dir_of(supervisor_pid: int) -> Path:
+    for folder in Path(tempfile.gettempdir()).glob(f"{RUNTIME_PREFIX}*"):
+        with contextlib.suppress(OSError):
+            if (folder / OWNER_FILE).read_text() == str(supervisor_pid):
+                return folder
+    raise AssertionError(f"no runtime folder of supervisor {supervisor_pid}")
+
+
 async def test_a_supervisor_killed_under_load_leaves_no_role_running_and_loses_nothing(tmp_path: Path) -> None:
     """kill -9 of the supervisor: its roles stop by themselves, and the next serve delivers the rest once."""
     keys = generate_keypair()
@@ -130,11 +141,15 @@ async def test_a_supervisor_killed_under_load_leaves_no_role_running_and_loses_n
             sender = retrying_sender(server, keys.private_key)
             sending = asyncio.create_task(sender.run(events=events))
             await asyncio.sleep(1.0)
+            assert server.proc is not None
+            left = _runtime_dir_of(server.proc.pid)
             server.kill9_supervisor()
             with anyio.fail_after(20):
                 while server.processes():  # no role goes on without it
                     await anyio.sleep(0.1)
+            assert left.is_dir()  # nobody removed it: the supervisor was killed
             await asyncio.to_thread(server.start)  # the sender retries what was not acknowledged
+            assert not left.exists()  # the next serve removed the killed one's runtime folder
             summary = await sending
             acked = await settled(segment, sender, kind, server.env["SGBRIDGE_DATABASE_URL"])
     assert "the supervisor (pid" in (tmp_path / "serve.log").read_text()

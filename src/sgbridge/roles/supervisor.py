@@ -31,6 +31,8 @@ from sgbridge.settings import Settings
 
 log = logging.getLogger("sgbridge.supervisor")
 
+RUNTIME_PREFIX = "sgbridge-run-"
+OWNER_FILE = "supervisor.pid"  # in a runtime folder the supervisor made: whose it is
 STABLE_SECONDS = 60.0  # a child that ran this long is healthy again: its back-off starts over
 START_TIMEOUT_SECONDS = 60.0
 
@@ -47,6 +49,30 @@ class Child:
     beaten: bool = False  # this process has beaten at least once (a start is not a hang)
 
 
+def remove_orphaned_runtime_dirs(parent: Path) -> None:
+    """Runtime folders of supervisors that were killed (``kill -9`` leaves its folder behind): those
+    whose owner process is gone are removed when the next ``serve`` starts."""
+    for folder in parent.glob(f"{RUNTIME_PREFIX}*"):
+        try:
+            owner = int((folder / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue  # not one of ours, or still being made
+        if owner == os.getpid() or _alive(owner):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        log.info("removed %s, left by a supervisor (pid %d) that was killed", folder, owner)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 class StartFailed(Exception):
     def __init__(self, role: str, code: int) -> None:
         super().__init__(f"role {role} exited with code {code} while starting")
@@ -60,7 +86,11 @@ class Supervisor:
         self.settings = settings
         self.roles = roles
         self.owns_runtime_dir = runtime_dir is None
-        self.runtime_dir = runtime_dir or Path(tempfile.mkdtemp(prefix="sgbridge-run-"))
+        if runtime_dir is None:
+            remove_orphaned_runtime_dirs(Path(tempfile.gettempdir()))
+        self.runtime_dir = runtime_dir or Path(tempfile.mkdtemp(prefix=RUNTIME_PREFIX))
+        if self.owns_runtime_dir:
+            (self.runtime_dir / OWNER_FILE).write_text(str(os.getpid()))
         self.metrics_dir = self.runtime_dir / "metrics"
         base = [sys.executable, "-m", "sgbridge", "serve"] + (["--config", config] if config else [])
         self.children = [Child(role, [*base, "--role", role]
