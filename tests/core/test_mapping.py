@@ -6,6 +6,8 @@ import hashlib
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sgbridge.routing.sendgrid_to_segment import Skip, to_segment_track
 from sgbridge.settings import DEFAULT_EVENTS, SELECTABLE_EVENTS
@@ -116,3 +118,19 @@ def _flatten(node: object) -> list[object]:
             return [node]
         return [x for value in node.values() for x in _flatten(value)]
     return []
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.one_of(st.floats(min_value=1e-6, max_value=32503679999.999, allow_nan=False),
+                 st.integers(min_value=1, max_value=32503679999),
+                 st.integers(min_value=1, max_value=32503679999).map(lambda s: s + 0.9995),
+                 st.integers(min_value=1, max_value=32503679999).map(lambda s: s + 0.0005),
+                 st.integers(min_value=1, max_value=32503679999).map(lambda s: s + 0.9999996)))
+def test_event_times_are_what_datetime_writes(value: float) -> None:
+    """The cached formatting gives datetime's own text for every time, rounding included."""
+    from datetime import UTC, datetime
+
+    from sgbridge.routing.sendgrid_to_segment import iso_utc_ms
+
+    expected = datetime.fromtimestamp(value, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    assert iso_utc_ms(value) == expected

@@ -51,13 +51,16 @@ class Child:
 
 def remove_orphaned_runtime_dirs(parent: Path) -> None:
     """Runtime folders of supervisors that were killed (``kill -9`` leaves its folder behind): those
-    whose owner process is gone are removed when the next ``serve`` starts."""
+    whose owner process is gone, and every role that beat in them too, are removed when the next
+    ``serve`` starts. (A killed supervisor's roles still finish their windows for a while, writing
+    their metrics there: removing it under them failed their sends.)"""
     for folder in parent.glob(f"{RUNTIME_PREFIX}*"):
         try:
             owner = int((folder / OWNER_FILE).read_text())
         except (OSError, ValueError):
             continue  # not one of ours, or still being made
-        if owner == os.getpid() or _alive(owner):
+        users = [owner, *(info["pid"] for info in heartbeat.read(folder, 1.0).values())]
+        if os.getpid() in users or any(_alive(pid) for pid in users):
             continue
         shutil.rmtree(folder, ignore_errors=True)
         log.info("removed %s, left by a supervisor (pid %d) that was killed", folder, owner)

@@ -7,8 +7,10 @@ The table of names and properties is documented in docs/mapping.md.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from sgbridge import __version__
@@ -81,7 +83,32 @@ def event_time(event: dict[str, Any], fallback: float) -> str:
         value /= 1000.0
     if not 0 < value < 32503680000:  # outside year 1970..3000: not a time we can trust
         value = fallback
-    return datetime.fromtimestamp(value, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_utc_ms(value)
+
+
+def iso_utc_ms(value: float) -> str:
+    """``datetime.fromtimestamp(value, UTC).isoformat(timespec="milliseconds")`` with a ``Z``, for
+    ``value`` > 0, at a fraction of its cost: the events of a window share few seconds, so each
+    second's text is made once (it was a tenth of the deliver process's CPU). Microseconds are
+    rounded half to even, then cut to milliseconds, as ``datetime`` does."""
+    second = int(value)
+    if second == value:  # SendGrid's usual: whole seconds
+        return _whole_second(second)
+    fraction, whole = math.modf(value)
+    second, micros = int(whole), round(fraction * 1e6)
+    if micros >= 1_000_000:
+        second, micros = second + 1, micros - 1_000_000
+    return f"{_utc_second(second)}.{micros // 1000:03d}Z"
+
+
+@lru_cache(maxsize=65_536)
+def _utc_second(second: int) -> str:
+    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+@lru_cache(maxsize=65_536)
+def _whole_second(second: int) -> str:
+    return f"{_utc_second(second)}.000Z"
 
 
 def _categories(value: Any) -> list[str] | None:
