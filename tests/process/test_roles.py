@@ -8,7 +8,9 @@ import os
 import signal
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
@@ -37,6 +39,19 @@ def _env(keys_public: str, segment_url: str, journal_url: str) -> dict[str, str]
             "SGBRIDGE_DATABASE_URL": journal_url, "SGBRIDGE_WAREHOUSE__ENABLED": "true",
             "SGBRIDGE_WAREHOUSE__FLUSH_SECONDS": "0.2", "SGBRIDGE_DELIVERY__LEASE_SECONDS": "3",
             "SGBRIDGE_PROCESSES__RESTART_INITIAL_SECONDS": "0.1"}
+
+
+@contextlib.contextmanager
+def _sqlite_bridge_setup(tmp_path: Path, seed: int, count: int, **extra: str) -> Iterator[tuple[Any, Any, Any, Any]]:
+    """Keys, a Segment emulator (in a thread), events it is sent by default (not `deferred`), and
+    the environment of a serve on a SQLite journal with the warehouse off."""
+    keys = generate_keypair()
+    segment_app = create_segment_emulator(["wk"])
+    events = [e for e in EventFactory(seed).batch(count) if e["event"] != "deferred"]
+    with serve_in_thread(segment_app) as segment_url:
+        env = {**_env(keys.public_key_base64, segment_url, f"sqlite:///{tmp_path / 'j.db'}"),
+               "SGBRIDGE_WAREHOUSE__ENABLED": "false", **extra}
+        yield keys, segment_app.state.emulator, events, env
 
 
 async def _wait_for_restart(server: Server, role: str, old_pid: int) -> None:
@@ -159,13 +174,8 @@ async def test_a_supervisor_killed_under_load_leaves_no_role_running_and_loses_n
 
 async def test_roles_run_alone_share_one_journal(tmp_path: Path) -> None:
     """Ingest on its own (no destination in its process), delivery started later, elsewhere."""
-    keys = generate_keypair()
-    segment_app = create_segment_emulator(["wk"])
-    segment = segment_app.state.emulator.state
-    events = [e for e in EventFactory(43).batch(200) if e["event"] != "deferred"]
-    with serve_in_thread(segment_app) as segment_url:
-        env = {**_env(keys.public_key_base64, segment_url, f"sqlite:///{tmp_path / 'j.db'}"),
-               "SGBRIDGE_WAREHOUSE__ENABLED": "false"}
+    with _sqlite_bridge_setup(tmp_path, seed=43, count=200) as (keys, emulator, events, env):
+        segment = emulator.state
         ingest = Server(env, tmp_path / "ingest.log", args=("--role", "ingest"))
         with running(ingest):
             assert ingest.health()["roles"].keys() == {"ingest"}
@@ -200,14 +210,9 @@ def test_a_port_in_use_stops_serve_at_start_instead_of_restarting_for_ever(tmp_p
 async def test_a_hung_role_is_killed_and_started_again(tmp_path: Path) -> None:
     """A process that stops beating while it still runs (here SIGSTOP; a blocked event loop or a
     deadlock alike) is killed and restarted, and what came in meanwhile is delivered."""
-    keys = generate_keypair()
-    segment_app = create_segment_emulator(["wk"])
-    segment = segment_app.state.emulator.state
-    events = [e for e in EventFactory(47).batch(300) if e["event"] != "deferred"]
-    with serve_in_thread(segment_app) as segment_url:
-        env = {**_env(keys.public_key_base64, segment_url, f"sqlite:///{tmp_path / 'j.db'}"),
-               "SGBRIDGE_WAREHOUSE__ENABLED": "false", "SGBRIDGE_PROCESSES__HEARTBEAT_SECONDS": "0.3",
-               "SGBRIDGE_PROCESSES__HUNG_AFTER_SECONDS": "2"}
+    with _sqlite_bridge_setup(tmp_path, seed=47, count=300, SGBRIDGE_PROCESSES__HEARTBEAT_SECONDS="0.3",
+                              SGBRIDGE_PROCESSES__HUNG_AFTER_SECONDS="2") as (keys, emulator, events, env):
+        segment = emulator.state
         server = Server(env, tmp_path / "serve.log")
         with running(server):
             hung = server.role_pid("deliver")
@@ -229,14 +234,8 @@ async def test_a_serve_started_while_a_killed_ones_roles_still_send_does_not_sen
     """kill -9 of the supervisor, and a new serve at once: the orphaned deliver process is still
     sending its windows (slowly here). The new one waits for its lock (journal/locks.py) instead of
     releasing those claims and sending the same windows a second time."""
-    keys = generate_keypair()
-    events = [e for e in EventFactory(48).batch(1500) if e["event"] != "deferred"]
-    segment_app = create_segment_emulator(["wk"])
-    emulator = segment_app.state.emulator
-    with serve_in_thread(segment_app) as segment_url:
-        env = {**_env(keys.public_key_base64, segment_url, f"sqlite:///{tmp_path / 'j.db'}"),
-               "SGBRIDGE_WAREHOUSE__ENABLED": "false", "SGBRIDGE_DELIVERY__WINDOW_EVENTS": "200",
-               "SGBRIDGE_DELIVERY__LEASE_SECONDS": "60"}
+    with _sqlite_bridge_setup(tmp_path, seed=48, count=1500, SGBRIDGE_DELIVERY__WINDOW_EVENTS="200",
+                              SGBRIDGE_DELIVERY__LEASE_SECONDS="60") as (keys, emulator, events, env):
         emulator.faults.add({"delay": 6.0, "duration": 8.0})  # every batch in these 8 s takes 6 s
         first = Server(env, tmp_path / "first.log")
         with running(first):
