@@ -79,7 +79,9 @@ class Bridge:
         if "ingest" in roles:
             self.inbound = (SendGridInbound(settings, self.journal, self.wake),
                             SegmentInbound(settings, self.journal, self.wake))
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: list[asyncio.Task[None]] = []  # housekeeping, the object sync
+        self._starting: asyncio.Task[None] | None = None
+        self._delivering: list[asyncio.Task[None]] = []  # one per destination worker
         self._locks = DestinationLocks()
 
     def _add_http_destinations(self, settings: Settings) -> None:
@@ -103,35 +105,44 @@ class Bridge:
             worker.wake()
 
     async def start(self) -> None:
-        if self.journal.dialect.name == "sqlite" and self.workers:
-            # SQLite is one machine, and each destination runs in one process (journal/locks.py): once
-            # this process holds their locks, claims an earlier run of them left can be retaken at once.
-            names = [w.destination.name for w in self.workers]
-            path = self.journal.dialect.path if isinstance(self.journal.dialect, SQLiteDialect) else ":memory:"
-            if path != ":memory:":
-                await self._locks.acquire(path, names)
-            self.journal.release_claims(names)
-        self._tasks = [asyncio.create_task(w.run(self.drain_seconds)) for w in self.workers]
+        # Delivery starts in a task of its own: on SQLite it may first wait for another process to
+        # let go of a destination, and this process must beat and answer SIGTERM meanwhile.
+        self._starting = asyncio.create_task(self._start_delivery()) if self.workers else None
+        if self._starting is not None:
+            self._starting.add_done_callback(_report_failed_start)
         if self.housekeeping:
             self._tasks.append(asyncio.create_task(self._housekeeping()))
         if self.sync is not None:
             self._tasks.append(asyncio.create_task(self.sync.run()))
 
+    async def _start_delivery(self) -> None:
+        names = [w.destination.name for w in self.workers]
+        if isinstance(self.journal.dialect, SQLiteDialect):
+            # SQLite is one machine, and each destination runs in one process (journal/locks.py): once
+            # this process holds their locks, claims an earlier run of them left can be retaken at once.
+            if self.journal.dialect.path != ":memory:":
+                await self._locks.acquire(self.journal.dialect.path, names)
+            self.journal.release_claims(names)
+        self._delivering = [asyncio.create_task(w.run(self.drain_seconds)) for w in self.workers]
+
     async def stop(self) -> None:
         for worker in self.workers:  # first: no lane claims a new window from now on
             worker.stop()
+        if self._starting is not None and not self._starting.done():
+            self._starting.cancel()  # still waiting for a destination's lock: nothing is under way
         # A sync in progress stops between pages, recorded as interrupted; with a drain, it and the
         # windows under way share one deadline, so the whole stop fits the supervisor's.
         closing = [asyncio.create_task(self.sync.close())] if self.sync is not None else []
-        delivering = self._tasks[:len(self.workers)]
+        delivering = self._delivering
         if self.drain_seconds:
             if delivering or closing:
                 await asyncio.wait([*delivering, *closing], timeout=self.drain_seconds + 1)
         elif closing:
             await asyncio.gather(*closing)
-        for task in (*self._tasks, *closing):
+        started = [self._starting] if self._starting is not None else []
+        for task in (*started, *delivering, *self._tasks, *closing):
             task.cancel()
-        await asyncio.gather(*self._tasks, *closing, return_exceptions=True)
+        await asyncio.gather(*started, *delivering, *self._tasks, *closing, return_exceptions=True)
         if self.warehouse is not None:
             await self.warehouse.close()
         await self.client.aclose()
@@ -225,3 +236,8 @@ def build_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = N
     app.bridge = bridge
     app.state.bridge = bridge
     return app
+
+
+def _report_failed_start(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.error("delivery could not start: %s", error, exc_info=error)

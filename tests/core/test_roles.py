@@ -10,6 +10,7 @@ import pytest
 
 from sgbridge.roles import WAREHOUSE, configured_roles, destination_names, housekeeping_role, parse_roles
 from sgbridge.settings import load_settings
+from tests.conftest import BridgeFactory
 
 
 def test_the_ingest_process_loads_no_destination_code(tmp_path: Path) -> None:
@@ -39,3 +40,23 @@ def test_roles_follow_the_configuration(monkeypatch: pytest.MonkeyPatch) -> None
     assert parse_roles(("ingest,deliver", "warehouse")) == {"ingest", "deliver", "warehouse"}
     with pytest.raises(ValueError, match="unknown role"):
         parse_roles(("ingest", "loader"))
+
+
+@pytest.mark.anyio
+async def test_a_second_process_for_a_destination_on_one_sqlite_journal_starts_and_stops_as_a_standby(
+        bridge_factory: BridgeFactory) -> None:
+    """journal/locks.py: while another process delivers to Segment, a second one starts at once
+    (it ingests, beats, answers SIGTERM) but delivers nothing, and stops without waiting."""
+    import anyio
+
+    from sgbridge.emulators.event_factory import EventFactory
+
+    events = [e for e in EventFactory(52).batch(60) if e["event"] != "deferred"]
+    async with bridge_factory() as first:
+        with anyio.fail_after(10):  # neither the start nor the stop waits for the lock
+            async with bridge_factory() as second:
+                assert (await second.post(events)).status_code == 200
+                await first.wait_delivered(len(events))  # the lock holder delivers what the standby took
+                await anyio.sleep(0.3)
+                assert second.segment.accepted == 0
+                assert second.bridge._delivering == []
