@@ -65,8 +65,9 @@ UPGRADABLE = ("2", "3", "4")
 
 
 # SQLite page cache per connection of a process that does not ingest (the ingest process: 64 MB).
-# Reading 1,000,000 events through the 64 MB caches of two connections added ~130 MB to each
-# delivery process, for no speed: the log is read once, and the OS keeps the file's pages.
+# Such a process reads the log once, front to back, and the OS keeps the file's pages: two 64 MB
+# caches (writer and reader) only filled up, and with 8 MB the deliver process's peak while
+# draining a backlog fell by ~60 MB at the same speed (docs/benchmarks.md).
 BACKGROUND_CACHE_MB = 8
 
 
