@@ -45,8 +45,9 @@ log = logging.getLogger(__name__)
 # Events turned into Arrow tables at once. dlt writes a window's chunks of a table into one file,
 # so DuckDB still gets inserts of whole row groups (122,880 rows; smaller inserts go through its
 # WAL and are written again at the checkpoint); the chunk only bounds the Python lists and Arrow
-# buffers alive at once: 32,768 events took the warehouse process's peak from ~1,000 to ~750 MB
-# on a 400,000-event backlog, in the same time (docs/benchmarks.md).
+# buffers alive at once. With 32,768 (and the journal's smaller page cache and single read of a
+# window, in the same change) the warehouse process's peak on a 400,000-event backlog went from
+# ~1,000 to ~750 MB, in the same time (docs/benchmarks.md).
 CHUNK_EVENTS = 32_768
 # Arrow's buffers come from the C library's allocator, not the bundled mimalloc: mimalloc kept the
 # segments of every load, so the process stayed at its peak between loads; freed glibc memory is
