@@ -55,10 +55,14 @@ class Dialect:
 _EVENT_COLUMNS = "(request_id, source, received_at, event_type, id_key, fp_key, body, stream)"
 
 
+# SQLite page cache per connection, in MB: the ingest writer's dedupe indexes stay in it.
+DEFAULT_CACHE_MB = 64
+
+
 class SQLiteDialect(Dialect):
     name = "sqlite"
 
-    def __init__(self, path: str, cache_mb: int = 64) -> None:
+    def __init__(self, path: str, cache_mb: int = DEFAULT_CACHE_MB) -> None:
         self.path = path
         self.cache_mb = cache_mb
 
@@ -70,8 +74,8 @@ class SQLiteDialect(Dialect):
         # FULL: a commit is on disk before we answer 2xx, even if the machine loses power.
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=10000")
-        # Per connection: the ingest writer's dedupe indexes stay in it. Processes that only read
-        # the log front to back gain nothing from a large one (the OS caches the file).
+        # Processes that only read the log front to back gain nothing from a large one (the OS
+        # caches the file): they ask for less (journal.BACKGROUND_CACHE_MB).
         conn.execute(f"PRAGMA cache_size=-{int(self.cache_mb) * 1024}")
         return conn
 
@@ -133,7 +137,7 @@ class PostgresDialect(Dialect):
         return int(inserted)
 
 
-def dialect_for(url: str, sqlite_cache_mb: int = 64) -> Dialect:
+def dialect_for(url: str, sqlite_cache_mb: int = DEFAULT_CACHE_MB) -> Dialect:
     if url.startswith(("postgresql://", "postgres://")):
         return PostgresDialect(url)
     if url.startswith("sqlite:///"):

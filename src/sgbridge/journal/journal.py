@@ -22,7 +22,7 @@ from sgbridge import outcomes as oc
 from sgbridge.inbound.readable import load_for_display, top_level_fields
 from sgbridge.inbound.segment import SEGMENT_SOURCES
 from sgbridge.journal import streams
-from sgbridge.journal.dialect import Dialect, dialect_for
+from sgbridge.journal.dialect import DEFAULT_CACHE_MB, Dialect, dialect_for
 from sgbridge.journal.streams import stream_of
 from sgbridge.journal.writer import Writer
 from sgbridge.model import (
@@ -64,7 +64,8 @@ SCHEMA_VERSION = "5"
 UPGRADABLE = ("2", "3", "4")
 
 
-# SQLite page cache per connection of a process that does not ingest (the ingest process: 64 MB).
+# SQLite page cache per connection of a process that does not ingest (the ingest process:
+# DEFAULT_CACHE_MB).
 # Such a process reads the log once, front to back, and the OS keeps the file's pages: two 64 MB
 # caches (writer and reader) only filled up, and with 8 MB the deliver process's peak while
 # draining a backlog fell by ~60 MB at the same speed (docs/benchmarks.md).
@@ -92,7 +93,8 @@ class Journal:
         SQLite connections keep a small page cache (they read the log once, front to back)."""
         self.url = database_url
         try:
-            self.dialect: Dialect = dialect_for(database_url, BACKGROUND_CACHE_MB if relaxed_progress else 64)
+            cache_mb = BACKGROUND_CACHE_MB if relaxed_progress else DEFAULT_CACHE_MB
+            self.dialect: Dialect = dialect_for(database_url, cache_mb)
             self.q = self.dialect.sql
             self._apply_schema()
             self._writer = Writer(self.dialect, relaxed=relaxed_progress)

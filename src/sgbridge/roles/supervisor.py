@@ -46,7 +46,6 @@ class Child:
     backoff: float = 0.0
     restart_at: float | None = None
     restarts: int = 0
-    beaten: bool = False  # this process has beaten at least once (a start is not a hang)
 
 
 def remove_orphaned_runtime_dirs(parent: Path) -> None:
@@ -144,7 +143,6 @@ class Supervisor:
         child.proc = subprocess.Popen(child.command, env=self._env())
         child.started_at = time.monotonic()
         child.restart_at = None
-        child.beaten = False
 
     def _pid(self, child: Child) -> int | None:
         return child.proc.pid if child.proc else None
@@ -159,7 +157,6 @@ class Supervisor:
                 raise StartFailed(child.role, code)
             beat = heartbeat.read(self.runtime_dir, every).get(child.role)
             if beat and beat["pid"] == child.proc.pid:
-                child.beaten = True
                 return
             time.sleep(0.05)
         if not self.stopping:
@@ -216,21 +213,16 @@ class Supervisor:
             beat = beats.get(child.role)
             if beat is None or beat["pid"] != child.proc.pid:
                 # Not beaten yet since this start: it counts as hung once the start took too long.
-                if not child.beaten and now - child.started_at > max(settings.hung_after_seconds,
-                                                                      START_TIMEOUT_SECONDS):
+                if now - child.started_at > max(settings.hung_after_seconds, START_TIMEOUT_SECONDS):
                     self._kill(child, f"has not beaten in the {now - child.started_at:.0f} s since it started")
                 continue
-            child.beaten = True
             if beat["beat_age_seconds"] > settings.hung_after_seconds:
                 self._kill(child, f"has not beaten for {beat['beat_age_seconds']:.0f} s")
 
     def _kill(self, child: Child, why: str) -> None:
         assert child.proc is not None
         log.error("role %s (pid %d) %s: taken as hung, killing it", child.role, child.proc.pid, why)
-        try:
-            child.proc.kill()
-        except ProcessLookupError:
-            return
+        child.proc.kill()  # Popen ignores a process that has just exited
 
     def _forget(self, pid: int) -> None:
         """A dead process's live gauges (the backlog) leave /metrics; its counters stay in the totals."""
