@@ -33,6 +33,7 @@ from sgbridge.settings import Settings
 if TYPE_CHECKING:  # imported where a role needs them: the ingest process never loads dlt or Arrow
     from sgbridge.destinations.warehouse import WarehouseDestination
     from sgbridge.sync.service import SyncScheduler
+    from sgbridge.workflows.engine import WorkflowRunner
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,9 @@ class Bridge:
             from sgbridge.sync.service import SyncScheduler
 
             self.sync = SyncScheduler(settings, self.journal)
+        self.runner: WorkflowRunner | None = None
+        if "workflows" in roles and settings.workflows:
+            self._add_workflows(settings)
         # Housekeeping (pruning, backlog gauges) runs in one role of the configured set.
         self.housekeeping = housekeeping_role(settings) in roles
         # The webhook endpoints, in the ingest role's process only (other roles answer no POST).
@@ -100,6 +104,21 @@ class Bridge:
             self.workers.append(DeliveryWorker(self.journal, actions, delivery, actions.url,
                                                max_events_in_flight=config.max_events_in_flight))
 
+    def _add_workflows(self, settings: Settings) -> None:
+        from sgbridge.destinations.workflows import WorkflowIntake
+        from sgbridge.journal.workflow_runs import WorkflowRuns
+        from sgbridge.workflows.engine import Engine, LiveActions, WorkflowRunner
+
+        workflows = settings.compiled_workflows()
+        runs = WorkflowRuns(self.journal)
+        engine = Engine(workflows, runs, LiveActions(workflows, settings.actions, self.journal, self.client),
+                        settings.workflow_engine)
+        self.runner = WorkflowRunner(engine, runs, settings.workflow_engine)
+        intake = WorkflowIntake(settings, workflows, self.journal, on_ready=self.runner.wake)
+        # One window at a time: events reach runs in each key's order.
+        delivery = settings.delivery.model_copy(update={"concurrency": 1})
+        self.workers.append(DeliveryWorker(self.journal, intake, delivery, "workflows"))
+
     def wake(self) -> None:
         for worker in self.workers:
             worker.wake()
@@ -114,6 +133,8 @@ class Bridge:
             self._tasks.append(asyncio.create_task(self._housekeeping()))
         if self.sync is not None:
             self._tasks.append(asyncio.create_task(self.sync.run()))
+        if self.runner is not None:
+            self._tasks.append(asyncio.create_task(self.runner.run()))
 
     async def _start_delivery(self) -> None:
         names = [w.destination.name for w in self.workers]
@@ -128,6 +149,8 @@ class Bridge:
     async def stop(self) -> None:
         for worker in self.workers:  # first: no lane claims a new window from now on
             worker.stop()
+        if self.runner is not None:
+            self.runner.stop()
         if self._starting is not None and not self._starting.done():
             self._starting.cancel()  # still waiting for a destination's lock: nothing is under way
         # A sync in progress stops between pages, recorded as interrupted; with a drain, it and the

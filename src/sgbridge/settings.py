@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from sgbridge.roles.settings import ProcessSettings
+from sgbridge.workflows.settings import WorkflowEngineSettings, WorkflowSettings
 
 SENDGRID_HOSTS = {"us": "https://api.sendgrid.com", "eu": "https://api.eu.sendgrid.com"}
 SEGMENT_HOSTS = {"us": "https://api.segment.io", "eu": "https://events.eu1.segmentapis.com"}
@@ -261,6 +262,9 @@ class Settings(BaseSettings):
     sync: SyncSettings = Field(default_factory=SyncSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     processes: ProcessSettings = Field(default_factory=ProcessSettings)
+    workflows: list[WorkflowSettings] = Field(default_factory=list, description="durable flows: a trigger, "
+                                              "waits, conditions, look-ups and actions (docs/workflows.md)")
+    workflow_engine: WorkflowEngineSettings = Field(default_factory=WorkflowEngineSettings)
 
     @field_validator("database_url")
     @classmethod
@@ -303,7 +307,23 @@ class Settings(BaseSettings):
                                        sub.action, sub.mapping, sub.trigger, sub.use_defaults)
                 except ActionConfigError as exc:
                     raise ValueError(str(exc)) from None
+        self.compiled_workflows()
         return self
+
+    def compiled_workflows(self) -> dict[str, Any]:
+        """The workflows, checked and compiled (sgbridge.workflows.language.Workflow), by name."""
+        from sgbridge.workflows.language import WorkflowConfigError, compile_workflow
+
+        destinations = {name: d.destination for name, d in self.actions.items()}
+        compiled: dict[str, Any] = {}
+        for index, workflow in enumerate(self.workflows):
+            if workflow.name in compiled:
+                raise ValueError(f"workflows[{index}].name: {workflow.name!r} names another workflow")
+            try:
+                compiled[workflow.name] = compile_workflow(workflow, f"workflows[{index}]", destinations)
+            except WorkflowConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return compiled
 
     @classmethod
     def settings_customise_sources(
@@ -370,6 +390,29 @@ def _apply_short_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
         data.setdefault("sources", {}).setdefault("default", {}).setdefault("api_endpoint", endpoint)
 
 
+def _add_workflow_files(data: dict[str, Any], config_path: str | Path | None) -> None:
+    """``workflow_engine.workflows_folder``: one TOML file per workflow, added after the config's own
+    (a relative folder is taken from the config file's folder)."""
+    engine = data.get("workflow_engine")
+    folder = os.environ.get("SGBRIDGE_WORKFLOW_ENGINE__WORKFLOWS_FOLDER") or (
+        engine.get("workflows_folder") if isinstance(engine, dict) else None)
+    if not folder:
+        return
+    where = Path(folder)
+    if not where.is_absolute() and config_path:
+        where = Path(config_path).parent / where
+    if not where.is_dir():
+        raise ConfigError(f"workflow_engine.workflows_folder: {where} is not a folder")
+    found = data.setdefault("workflows", [])
+    if not isinstance(found, list):
+        return
+    for file in sorted(where.glob("*.toml")):
+        try:
+            found.append(tomllib.loads(file.read_text(encoding="utf-8")))
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"workflow file {file} is not valid TOML: {exc}") from exc
+
+
 def _format_error(err: ValidationError, origin: str) -> str:
     """One line for one problem (the usual case), one line per problem after a heading otherwise."""
     problems = []
@@ -400,6 +443,7 @@ def load_settings(config_file: str | Path | None = None) -> Settings:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
     _apply_short_env(data, os.environ)
+    _add_workflow_files(data, path)
     try:
         return Settings(**data)
     except ValidationError as err:

@@ -10,6 +10,7 @@
 | ``events`` | ``status``, ``events show`` |
 | ``sync`` | ``sync``, ``sync-history``, ``check`` |
 | ``config`` | ``config-reference`` |
+| ``workflows`` | ``workflows list``, ``workflows runs``, ``workflows show``, ``workflows cancel``, ``workflows test`` |
 
 ``common`` holds what the commands share (``--config``, settings, the journal, one-line errors),
 ``output`` the tables for people.
@@ -30,6 +31,7 @@ from sgbridge.cli.emulate import emulate
 from sgbridge.cli.events import events, status
 from sgbridge.cli.serve import serve
 from sgbridge.cli.sync import check, sync, sync_history
+from sgbridge.cli.workflows import workflows
 
 
 @click.group()
@@ -39,7 +41,7 @@ def main() -> None:
 
 
 for command in (serve, demo, emulate, actions, dead_letters, status, events, sync, sync_history, check,
-                config_reference):
+                config_reference, workflows):
     main.add_command(command)
 
 if __name__ == "__main__":  # pragma: no cover

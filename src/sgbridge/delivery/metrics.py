@@ -29,3 +29,12 @@ def registry() -> CollectorRegistry:
     combined = CollectorRegistry()
     _multiprocess.MultiProcessCollector(combined)  # type: ignore[no-untyped-call]
     return combined
+
+# Workflows (sgbridge/workflows): runs by workflow and how they ended, timers, lateness.
+WORKFLOW_RUNS = Counter("sgbridge_workflow_runs", "Workflow runs started and ended, by workflow and event "
+                        "(started, completed, exited, failed, cancelled, late)", ["workflow", "event"])
+WORKFLOW_TIMERS_PENDING = Gauge("sgbridge_workflow_timers_pending", "Runs waiting on a timer",
+                                multiprocess_mode="livemostrecent")
+WORKFLOW_TIMER_LATENESS = Histogram("sgbridge_workflow_timer_lateness_seconds",
+                                    "How late a timer fired after its due time", ["workflow"],
+                                    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 30, 60, 600, 3600))

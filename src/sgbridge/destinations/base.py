@@ -21,7 +21,11 @@ class Batch(Protocol):
 
 class BatchDestination(Protocol):
     name: str
-    stream: int  # the journal stream it reads (journal/streams.py); claims touch no other row
+
+    @property
+    def stream(self) -> int | None:
+        """The journal stream it reads (journal/streams.py; None: both); claims touch no other row."""
+        ...
 
     def consumes(self, source: str) -> bool:
         """Whether events of this journal source are for this destination at all (others pass by)."""
@@ -52,7 +56,9 @@ class EventDestination(Protocol):
     """A destination that settles each event on its own (the action destinations)."""
 
     name: str
-    stream: int
+
+    @property
+    def stream(self) -> int | None: ...
 
     def consumes(self, source: str) -> bool: ...
 

@@ -4,6 +4,7 @@
 - ``deliver``: the HTTP destinations (Segment, the action destinations) and housekeeping.
 - ``warehouse``: event loads and the object sync (DuckDB takes one writing process per file).
 - ``sync``: the object sync alone, for a warehouse that another process (or machine) loads.
+- ``workflows``: the workflows' intake (every stored event → runs) and their timers and steps.
 
 The processes share nothing but the journal (and, under the supervisor, a runtime folder for
 heartbeats and Prometheus' multiprocess files).
@@ -16,9 +17,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # sgbridge.settings composes this package's settings model
     from sgbridge.settings import Settings
 
-ROLES = ("ingest", "deliver", "warehouse", "sync")
+ROLES = ("ingest", "deliver", "warehouse", "sync", "workflows")
 WAREHOUSE = "warehouse"
-IN_ONE_PROCESS = frozenset(("ingest", "deliver", "warehouse"))  # build_app's default: everything
+WORKFLOWS = "workflows"  # also the name of the workflows' intake on the delivery engine
+IN_ONE_PROCESS = frozenset(("ingest", "deliver", "warehouse", "workflows"))  # build_app's default: everything
 
 
 def configured_roles(settings: Settings) -> list[str]:
@@ -28,6 +30,8 @@ def configured_roles(settings: Settings) -> list[str]:
         roles.append("deliver")
     if settings.warehouse.enabled:
         roles.append("warehouse")
+    if settings.workflows:
+        roles.append(WORKFLOWS)
     return roles
 
 
@@ -46,6 +50,8 @@ def destination_names(settings: Settings) -> list[str]:
     names += list(settings.actions)
     if settings.warehouse.enabled:
         names.append(WAREHOUSE)  # sgbridge.destinations.warehouse.NAME, without importing dlt
+    if settings.workflows:
+        names.append(WORKFLOWS)  # sgbridge.destinations.workflows.NAME
     return names
 
 

@@ -30,6 +30,8 @@ EVENT_NAMES = {
     "spamreport": "Email Marked as Spam",
 }
 MACHINE_OPEN_NAME = "Email Machine Opened"
+# Every event type, machine opens apart: what workflows see (a source's selection is for Segment only).
+SELECTABLE_FOR_WORKFLOWS = frozenset((*EVENT_NAMES, "machine_open"))
 
 # Events where `ip`/`useragent` are the recipient's (the source's `context.traits.ip` is "the
 # opening computer's public IP address"); on delivery events `ip` is SendGrid's sending IP.

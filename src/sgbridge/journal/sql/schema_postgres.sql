@@ -2,7 +2,7 @@
 -- The event log is append-only, and delivery keeps a cursor per destination and materialises only
 -- the exceptions (drops, rejections, replays) as rows, so the hot path writes one row per event.
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-INSERT INTO meta (key, value) VALUES ('schema_version', '5') ON CONFLICT DO NOTHING;
+INSERT INTO meta (key, value) VALUES ('schema_version', '6') ON CONFLICT DO NOTHING;
 
 CREATE TABLE IF NOT EXISTS requests (
     id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -109,3 +109,63 @@ CREATE TABLE IF NOT EXISTS sync_runs (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS sync_runs_slot ON sync_runs (source, slot);
 CREATE INDEX IF NOT EXISTS sync_runs_started ON sync_runs (source, started_at);
+
+-- Workflows (sgbridge/workflows): one row per run. A run that waits has its timer in due_at (the
+-- runner claims due runs on the index below, on PostgreSQL with SKIP LOCKED, so each fires once across
+-- processes), and a run that waits for an event is found by its key. active_key is set while a run is
+-- active and its workflow allows one active run per key: the unique index enforces it. Its state
+-- (the trigger event, step outputs, the branch it is on) is JSON in `context` (schema version 6).
+CREATE TABLE IF NOT EXISTS wf_runs (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    workflow TEXT NOT NULL,
+    run_key TEXT NOT NULL,
+    state TEXT NOT NULL,  -- ready, waiting, running, completed, exited, failed, cancelled, late
+    position TEXT NOT NULL,  -- the step it is at: a path such as 2 or 3.then.0
+    due_at DOUBLE PRECISION,  -- when the runner takes it up (a timer, a wait_for's timeout), NULL: no timer
+    waiting_for TEXT,  -- the position of the wait_for step whose event it waits for, else NULL
+    trigger_seq BIGINT NOT NULL,
+    started_at DOUBLE PRECISION NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL,
+    owner TEXT,
+    active_key TEXT UNIQUE,
+    detail TEXT,  -- why it ended (exit_on condition, failure, cancel)
+    context BYTEA NOT NULL
+);
+CREATE INDEX IF NOT EXISTS wf_runs_due ON wf_runs (due_at) WHERE due_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS wf_runs_key ON wf_runs (run_key, workflow);
+-- One run per trigger event and workflow: a window the intake applies twice (a crash before its
+-- cursor moved) starts no second run.
+CREATE UNIQUE INDEX IF NOT EXISTS wf_runs_trigger ON wf_runs (workflow, trigger_seq);
+CREATE INDEX IF NOT EXISTS wf_runs_workflow ON wf_runs (workflow, state, id);
+
+-- What each run did, step by step (sgbridge workflows show): an action's row is written before its
+-- request goes out and completed after, so a run taken over after a crash does not do it again.
+CREATE TABLE IF NOT EXISTS wf_steps (
+    run_id BIGINT NOT NULL,
+    position TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    state TEXT NOT NULL,  -- started, done, failed, skipped
+    at DOUBLE PRECISION NOT NULL,
+    output TEXT,
+    PRIMARY KEY (run_id, position)
+);
+
+-- Events that workflow conditions count ("3 'Pricing Viewed' in 24 h"), per key and counter (the
+-- counter's condition text), pruned past workflow_engine.history_seconds.
+CREATE TABLE IF NOT EXISTS wf_history (
+    run_key TEXT NOT NULL,
+    counter TEXT NOT NULL,
+    at DOUBLE PRECISION NOT NULL,
+    seq BIGINT NOT NULL,
+    PRIMARY KEY (run_key, counter, seq)
+);
+CREATE INDEX IF NOT EXISTS wf_history_key ON wf_history (run_key, counter, at);
+CREATE INDEX IF NOT EXISTS wf_history_at ON wf_history (at);
+
+-- Profiles: traits per key, from identify calls and computed from SendGrid's events.
+CREATE TABLE IF NOT EXISTS profiles (
+    profile_key TEXT PRIMARY KEY,
+    traits TEXT NOT NULL,
+    seq BIGINT NOT NULL,  -- the last event applied: a window applied twice changes nothing
+    updated_at DOUBLE PRECISION NOT NULL
+);

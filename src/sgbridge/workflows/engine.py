@@ -1,0 +1,407 @@
+"""Runs advance here: from the step a run is at, through its steps, to its next wait or its end.
+
+The runner (``WorkflowRunner``) takes up due runs from the journal (their timers, or runs the
+intake made ready), advances each with ``Engine.advance`` and writes the result back. Nothing of a
+run lives in memory between two steps that wait: a run is its row (position, timer, context), so
+1,000,000 waiting runs cost disk, not memory, and a run whose process was killed mid-wait fires on
+time once restarted (or at once, if its time passed meanwhile).
+
+Actions are done through an ``ActionPort``: ``LiveActions`` sends them with the action catalog's
+code (the same as the action destinations'), ``SimulatedActions`` records what would be sent
+(``sgbridge workflows test``). An action step's id is its run and position: the Segment
+``messageId`` its mapping sees is derived from them, so an email of a run taken over after a
+crash is never sent twice (the sendEmail guard holds it for review when its outcome is unknown).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx
+
+from sgbridge.actions.payload import build_payload
+from sgbridge.actions.results import DROPPED, HELD, OK, REJECTED, RETRY
+from sgbridge.actions.runner import ActionRunner
+from sgbridge.delivery import metrics
+from sgbridge.destinations.actions import JournalMailGuard
+from sgbridge.journal import Journal
+from sgbridge.journal.workflow_runs import (
+    COMPLETED,
+    ENDED,
+    EXITED,
+    FAILED,
+    LATE,
+    READY,
+    WAITING,
+    RunRow,
+    WorkflowRuns,
+    Writeback,
+)
+from sgbridge.mappings import SubscriptionError
+from sgbridge.settings import ActionDestinationSettings
+from sgbridge.workflows.language import (
+    Action,
+    AllOf,
+    AnyOf,
+    Condition,
+    Count,
+    Exit,
+    Fql,
+    If,
+    Lookup,
+    Not,
+    Position,
+    Step,
+    Wait,
+    WaitFor,
+    Workflow,
+    parse_position,
+    position_text,
+    timestamp,
+)
+from sgbridge.workflows.settings import WorkflowEngineSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class StepResult:
+    kind: str  # actions.results: delivered (OK), retry, rejected, held, dropped
+    message: str = ""
+    after: float | None = None
+    output: dict[str, Any] = field(default_factory=dict)
+
+
+class ActionPort(Protocol):
+    async def perform(self, workflow: Workflow, step: Action, event: dict[str, Any], run: RunRow,
+                      now: float) -> StepResult: ...
+
+
+def message_id(workflow: str, run_id: int, position: Position) -> str:
+    """The Segment messageId an action step's mapping sees: one per run and step."""
+    return f"wf-{workflow}-{run_id}-{position_text(position)}"
+
+
+class LiveActions:
+    """Action steps sent for real, through the destination named in the step (its API key, endpoint)."""
+
+    def __init__(self, workflows: Mapping[str, Workflow], destinations: Mapping[str, ActionDestinationSettings],
+                 journal: Journal, client: httpx.AsyncClient, endpoint: str | None = None) -> None:
+        import os
+
+        self._runners: dict[tuple[str, Position], ActionRunner] = {}
+        for workflow in workflows.values():
+            for step in _actions(workflow.steps):
+                config = destinations[step.destination]
+                settings = dict(config.settings)
+                if not settings.get("sendGridApiKey") and os.environ.get("SENDGRID_API_KEY"):
+                    settings["sendGridApiKey"] = os.environ["SENDGRID_API_KEY"]
+                assert step.subscribed is not None
+                self._runners[(workflow.name, step.position)] = ActionRunner(
+                    config.destination, settings, [step.subscribed], client, endpoint=endpoint or config.endpoint,
+                    mail_guard=JournalMailGuard(journal, f"workflow:{workflow.name}"),
+                    max_concurrency=config.max_concurrency, job_poll_seconds=config.job_poll_seconds,
+                    job_timeout_seconds=config.job_timeout_seconds)
+
+    async def perform(self, workflow: Workflow, step: Action, event: dict[str, Any], run: RunRow,
+                      now: float) -> StepResult:
+        runner = self._runners[(workflow.name, step.position)]
+        planned = runner.plan(run.id, event, ignore_triggers=True)
+        result = (await runner.run([planned]))[0]
+        output: dict[str, Any] = {"status": result.status, **result.detail}
+        if result.message:
+            output["message"] = result.message
+        return StepResult(result.kind, result.message, result.after, output)
+
+
+class SimulatedActions:
+    """Nothing is sent: each action step is recorded with the payload its mapping builds."""
+
+    def __init__(self) -> None:
+        self.performed: list[dict[str, Any]] = []
+
+    async def perform(self, workflow: Workflow, step: Action, event: dict[str, Any], run: RunRow,
+                      now: float) -> StepResult:
+        sub = step.subscribed
+        assert sub is not None
+        try:
+            payload = build_payload(sub.action, sub.compiled, event)
+        except Exception as exc:  # what the live action would reject
+            return StepResult(REJECTED, f"{sub.name}: {exc}")
+        record = {"run": run.id, "workflow": workflow.name, "key": run.run_key, "step": step.name,
+                  "action": sub.name, "destination": step.destination, "at": now, "payload": payload}
+        self.performed.append(record)
+        return StepResult(OK, output={"simulated": True, "action": sub.name})
+
+
+def _actions(steps: tuple[Step, ...]) -> list[Action]:
+    found: list[Action] = []
+    for step in steps:
+        if isinstance(step, Action):
+            found.append(step)
+        for branch in ("then", "otherwise", "on_timeout"):
+            children = getattr(step, branch, None)
+            if children:
+                found += _actions(children)
+    return found
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    """A copy of an event's object field; {} when the event has none (or not an object)."""
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def backoff(attempt: int, settings: WorkflowEngineSettings, asked: float | None) -> float:
+    delay = min(settings.backoff_initial_seconds * 2 ** max(attempt - 1, 0), settings.backoff_max_seconds)
+    return float(max(delay, asked or 0.0))
+
+
+class Engine:
+    def __init__(self, workflows: Mapping[str, Workflow], runs: WorkflowRuns, actions: ActionPort,
+                 settings: WorkflowEngineSettings) -> None:
+        self.workflows = workflows
+        self.runs = runs
+        self.actions = actions
+        self.settings = settings
+
+    async def advance(self, run: RunRow, now: float, claimed_at: float) -> Writeback:
+        """Run from the run's position until it waits or ends."""
+        workflow = self.workflows.get(run.workflow)
+        context = run.context
+        steps_log: list[tuple[str, str, str, float, Any]] = []
+
+        def back(state: str, position: Position | None, due_at: float | None = None, waiting_for: str | None = None,
+                 detail: str | None = None, watch: str | None = None) -> Writeback:
+            exits = list(workflow.exit_on_counters()) if workflow is not None else []
+            return Writeback(state, position_text(position) if position else run.position, due_at, waiting_for,
+                             context, detail, steps_log, watch, exits, claimed_at)
+
+        if workflow is None:
+            return back(FAILED, None, detail=f"workflow {run.workflow!r} is no longer configured")
+        position: Position | None = parse_position(run.position)
+        outputs: dict[str, Any] = context.setdefault("steps", {})
+        while True:
+            if position is None:
+                return back(COMPLETED, None, detail="completed")
+            step = workflow.step_at(position)
+            if step is None:
+                return back(FAILED, None, detail=f"no step at {position_text(position)}: the workflow was changed "
+                            "under a running run")
+            here = position_text(position)
+            if isinstance(step, Wait):
+                if context.get("armed") == here:
+                    timer = float(context.get("timer") or now)
+                    if now < timer:  # taken over early (a lease passed): wait on
+                        return back(WAITING, position, due_at=timer)
+                    lateness = now - timer
+                    metrics.WORKFLOW_TIMER_LATENESS.labels(workflow.name).observe(max(lateness, 0.0))
+                    context.pop("armed", None)
+                    context.pop("timer", None)
+                    if workflow.max_lateness is not None and lateness > workflow.max_lateness:
+                        steps_log.append((here, step.kind, "late", now, {"late_seconds": round(lateness, 3)}))
+                        return back(LATE, position, detail=f"the timer of step {step.name} fired {lateness:.0f} s "
+                                    f"late, past max_lateness")
+                    steps_log.append((here, step.kind, "done", now, {"late_seconds": round(lateness, 3)}))
+                    position = workflow.after(position)
+                    continue
+                due = await self._wait_until(step, run, now)
+                if due is None or due <= now:
+                    steps_log.append((here, step.kind, "skipped", now,
+                                      {"reason": "no such trait" if due is None else "the time has passed"}))
+                    position = workflow.after(position)
+                    continue
+                context["armed"], context["timer"] = here, due
+                return back(WAITING, position, due_at=due)
+            if isinstance(step, WaitFor):
+                if context.get("armed") == here:
+                    matched = context.pop("matched", None)
+                    timeout_at: float | None = context.get("timer")
+                    if matched is None and (timeout_at is None or now < float(timeout_at)):
+                        return back(WAITING, position, due_at=timeout_at, waiting_for=here, watch=step.counter)
+                    context.pop("armed", None)
+                    context.pop("timer", None)
+                    outputs[step.name] = {"matched": matched is not None, **(matched or {})}
+                    steps_log.append((here, step.kind, "done", now, outputs[step.name]))
+                    branch = "then" if matched is not None else "on_timeout"
+                    position = workflow.first_of(position, branch) or workflow.after(position)
+                    continue
+                context["armed"] = here
+                context["timer"] = now + step.timeout if step.timeout is not None else None
+                return back(WAITING, position, due_at=context["timer"], waiting_for=here, watch=step.counter)
+            if isinstance(step, If):
+                try:
+                    result = await self._holds(step.condition, run, await self._document(run), now)
+                except SubscriptionError as exc:
+                    steps_log.append((here, step.kind, "failed", now, {"error": str(exc)}))
+                    return back(FAILED, position, detail=f"step {step.name}: {exc}")
+                outputs[step.name] = {"result": result}
+                steps_log.append((here, step.kind, "done", now, outputs[step.name]))
+                position = workflow.first_of(position, "then" if result else "else") or workflow.after(position)
+                continue
+            if isinstance(step, Lookup):
+                outputs[step.name] = await self.runs.profile(run.run_key)
+                steps_log.append((here, step.kind, "done", now, {"traits": len(outputs[step.name])}))
+                position = workflow.after(position)
+                continue
+            if isinstance(step, Action):
+                outcome = await self._act(workflow, step, run, now, steps_log)
+                if outcome is None:
+                    outputs[step.name] = steps_log[-1][4]
+                    position = workflow.after(position)
+                    continue
+                state, due_at, detail = outcome
+                return back(state, position, due_at=due_at, detail=detail)
+            assert isinstance(step, Exit)
+            steps_log.append((here, step.kind, "done", now, {"reason": step.reason}))
+            return back(EXITED, position, detail=f"exit step {step.name}: {step.reason}")
+
+    async def _wait_until(self, step: Wait, run: RunRow, now: float) -> float | None:
+        if step.seconds is not None:
+            return now + step.seconds
+        if step.until is not None:
+            return step.until + step.offset
+        traits = _dict((run.context.get("trigger") or {}).get("traits")) | await self.runs.profile(run.run_key)
+        at = timestamp(traits.get(str(step.until_trait)))
+        return None if at is None else at + step.offset
+
+    async def _document(self, run: RunRow) -> dict[str, Any]:
+        """What an ``if`` condition sees: the trigger event, its traits merged with the profile's,
+        and the outputs of earlier steps under ``context.steps``."""
+        trigger = dict(run.context.get("trigger") or {})
+        profile = await self.runs.profile(run.run_key)
+        trigger["traits"] = _dict(trigger.get("traits")) | profile
+        trigger["context"] = _dict(trigger.get("context")) | {"steps": run.context.get("steps", {})}
+        return trigger
+
+    async def _holds(self, cond: Condition, run: RunRow, document: dict[str, Any], now: float) -> bool:
+        if isinstance(cond, Fql):
+            return cond.subscription.matches(document)
+        if isinstance(cond, Count):
+            since = run.started_at if cond.since_trigger else now - float(cond.within or 0)
+            n = await self.runs.count_async(run.run_key, cond.counter, since, now)
+            if cond.since_trigger:
+                n -= 1 if cond.subscription.matches(run.context.get("trigger") or {}) else 0  # not the trigger itself
+            return (cond.at_least is None or n >= cond.at_least) and (cond.at_most is None or n <= cond.at_most)
+        if isinstance(cond, AllOf):
+            return all([await self._holds(p, run, document, now) for p in cond.parts])
+        if isinstance(cond, AnyOf):
+            return any([await self._holds(p, run, document, now) for p in cond.parts])
+        assert isinstance(cond, Not)
+        return not await self._holds(cond.part, run, document, now)
+
+    async def _act(self, workflow: Workflow, step: Action, run: RunRow, now: float,
+                   steps_log: list[tuple[str, str, str, float, Any]]) -> tuple[str, float | None, str | None] | None:
+        """Do an action step; None when done (its output last in ``steps_log``), else how the run waits or ends."""
+        here = position_text(step.position)
+        earlier = await self.runs.step_done_before(run.id, here)
+        if earlier is not None:  # done before this process took the run over: not again
+            steps_log.append((here, step.kind, "done", now, earlier))
+            return None
+        await self.runs.step_started(run.id, here, step.kind, now)
+        event = await self._action_event(workflow, run, step)
+        try:
+            result = await self.actions.perform(workflow, step, event, run, now)
+        except Exception as exc:  # ours or the network's: tried again like a transient failure
+            log.exception("workflow %s run %d: action step %s failed", workflow.name, run.id, step.name)
+            result = StepResult(RETRY, f"{type(exc).__name__}: {exc}")
+        if result.kind in (OK, DROPPED):
+            output = result.output if result.kind == OK else {"dropped": result.message}
+            steps_log.append((here, step.kind, "done" if result.kind == OK else "skipped", now, output))
+            run.context.get("attempts", {}).pop(here, None)
+            return None
+        if result.kind == RETRY:
+            attempts = run.context.setdefault("attempts", {})
+            attempts[here] = int(attempts.get(here, 0)) + 1
+            if attempts[here] < self.settings.action_attempts:
+                steps_log.append((here, step.kind, "retry", now, {"message": result.message,
+                                                                  "attempt": attempts[here]}))
+                return READY, now + backoff(attempts[here], self.settings, result.after), None
+            detail = f"step {step.name}: not done after {attempts[here]} tries; last: {result.message}"
+        elif result.kind == HELD:
+            detail = f"step {step.name}: held for review: {result.message}"
+        else:
+            assert result.kind == REJECTED
+            detail = f"step {step.name}: rejected: {result.message}"
+        steps_log.append((here, step.kind, "failed", now, {"message": result.message, **result.output}))
+        return FAILED, None, detail
+
+    async def _action_event(self, workflow: Workflow, run: RunRow, step: Action) -> dict[str, Any]:
+        """What an action step's mapping sees: the trigger event, with the profile's traits merged into
+        ``traits`` and ``context.traits``, the profile under ``profile`` and earlier outputs under ``steps``."""
+        trigger = dict(run.context.get("trigger") or {})
+        profile = await self.runs.profile(run.run_key)
+        context = _dict(trigger.get("context"))
+        context["traits"] = _dict(context.get("traits")) | profile
+        return {**trigger, "traits": _dict(trigger.get("traits")) | profile, "context": context, "profile": profile,
+                "steps": run.context.get("steps", {}), "messageId": message_id(workflow.name, run.id, step.position),
+                "workflow": {"name": workflow.name, "run": run.id, "key": run.run_key}}
+
+
+class WorkflowRunner:
+    """The timer loop: take up due runs, advance them, write them back."""
+
+    def __init__(self, engine: Engine, runs: WorkflowRuns, settings: WorkflowEngineSettings,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.engine = engine
+        self.runs = runs
+        self.settings = settings
+        self.clock = clock
+        self.owner = f"wf-{uuid.uuid4().hex[:12]}"
+        self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    async def run_once(self) -> int:
+        """Advance every run due now (in batches); how many were advanced."""
+        now = self.clock()
+        due = await self.runs.claim_due(now, self.settings.batch_runs, self.owner, self.settings.lease_seconds)
+        if not due:
+            return 0
+        limit = asyncio.Semaphore(64)
+
+        async def one(run: RunRow) -> None:
+            async with limit:
+                at = self.clock()
+                try:
+                    result = await self.engine.advance(run, at, now)
+                except Exception as exc:  # a bug or the journal: the run is tried again after its lease
+                    log.exception("workflow %s run %d could not advance", run.workflow, run.id)
+                    del exc
+                    return
+                stored = await self.runs.write_back(run, self.owner, result, self.clock())
+                if stored in ENDED:
+                    metrics.WORKFLOW_RUNS.labels(run.workflow, stored).inc()
+
+        await asyncio.gather(*(one(r) for r in due))
+        return len(due)
+
+    async def run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                advanced = await self.run_once()
+                if advanced:
+                    continue
+                following = await self.runs.next_due()
+                wait = self.settings.poll_seconds if following is None else \
+                    min(max(following - self.clock(), 0.0), self.settings.poll_seconds)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("the workflow runner failed; trying again in 1 s")
+                wait = 1.0
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=wait)

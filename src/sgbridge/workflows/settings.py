@@ -1,0 +1,55 @@
+"""The settings of workflows: each ``[[workflows]]`` entry, and ``[workflow_engine]`` for the runner.
+
+A workflow's steps are checked by ``sgbridge.workflows.language.compile_workflow`` at start-up,
+with the path of a bad key (``workflows[0].steps[2].wait: …``), as mappings are.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class WorkflowSettings(BaseModel):
+    """One durable flow: a trigger, whose run it is, and its steps (docs/workflows.md)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="the workflow's name (runs and metrics)")
+    trigger: str = Field(description="Segment subscription syntax over every stored event: Segment's own and "
+                         "SendGrid's as the track calls they become, e.g. event = \"Cart Abandoned\"")
+    when: Any = Field(None, description="a further condition on the trigger, e.g. a count: "
+                      "{ count = 'event = \"Pricing Viewed\"', within = \"24h\", at_least = 3 }")
+    key: list[str] = Field(default_factory=lambda: ["userId", "anonymousId", "email"],
+                           description="whose run it is: the first of these the event has (email: the traits' "
+                           "or properties' email; other names: a dotted path such as properties.account_id)")
+    reentry: Literal["after_exit", "always", "never"] = Field(
+        "after_exit", description="after_exit: one active run per key; always: a run per trigger event; "
+        "never: one run per key, ever")
+    exit_on: list[str] = Field(default_factory=list, description="conditions (subscription syntax) on later "
+                               "events of the same key that end a run at whatever step it is")
+    steps: list[dict[str, Any]] = Field(description="wait, wait_for, if, lookup, action, exit: docs/workflows.md")
+    max_lateness: str | None = Field(None, description="a timer that fires later than this (the bridge was "
+                                     "down) ends the run as 'late' instead of going on; default: it goes on")
+    enabled: bool = Field(True, description="a disabled workflow is checked but starts no runs")
+
+
+class WorkflowEngineSettings(BaseModel):
+    """How the ``workflows`` role runs the runs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    poll_seconds: float = Field(0.5, gt=0, description="longest sleep of the timer loop when nothing is due")
+    batch_runs: int = Field(500, ge=1, description="due runs taken up at once")
+    lease_seconds: float = Field(60.0, gt=1, description="a run taken up by a process that died is taken over "
+                                 "after this")
+    history_seconds: float = Field(30 * 86400, ge=3600, description="how long counted events are kept "
+                                   "(the longest count window a condition may use)")
+    action_attempts: int = Field(8, ge=1, description="tries of an action step that fails transiently before "
+                                 "its run is marked failed")
+    backoff_initial_seconds: float = Field(1.0, gt=0, description="first wait before an action step is tried "
+                                           "again; doubles per failure")
+    backoff_max_seconds: float = Field(300.0, gt=0, description="longest wait between tries of an action step")
+    workflows_folder: str | None = Field(None, description="a folder of TOML files, one workflow each (a "
+                                         "file's own tables as one [[workflows]] entry), added to the config's")
