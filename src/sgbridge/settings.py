@@ -323,6 +323,9 @@ class Settings(BaseSettings):
                 compiled[workflow.name] = compile_workflow(workflow, f"workflows[{index}]", destinations)
             except WorkflowConfigError as exc:
                 raise ValueError(str(exc)) from None
+            if compiled[workflow.name].longest_count() > self.workflow_engine.history_seconds:
+                raise ValueError(f"workflows[{index}]: a count looks back further than "
+                                 "workflow_engine.history_seconds keeps counted events; raise it")
         return compiled
 
     @classmethod

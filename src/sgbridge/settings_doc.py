@@ -21,6 +21,7 @@ from sgbridge.settings import (
     SyncSettings,
     WarehouseSettings,
 )
+from sgbridge.workflows.settings import WorkflowEngineSettings, WorkflowSettings
 
 _SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("", Settings, "Top level"),
@@ -37,6 +38,9 @@ _SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("ingest", IngestSettings, "Ingestion"),
     ("processes", ProcessSettings, "Processes (`sgbridge serve` runs one per role; see "
      "[operations.md](operations.md#processes-and-roles))"),
+    ("workflows", WorkflowSettings, "Workflows (`[[workflows]]`, one table each; steps and conditions in "
+     "[workflows.md](workflows.md))"),
+    ("workflow_engine", WorkflowEngineSettings, "Workflow engine (the `workflows` role)"),
 ]
 
 

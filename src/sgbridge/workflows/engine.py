@@ -69,6 +69,7 @@ from sgbridge.workflows.language import (
 from sgbridge.workflows.settings import WorkflowEngineSettings
 
 log = logging.getLogger(__name__)
+PRUNE_EVERY_SECONDS = 600.0
 
 
 @dataclass(slots=True)
@@ -388,9 +389,17 @@ class WorkflowRunner:
         await asyncio.gather(*(one(r) for r in due))
         return len(due)
 
+    async def prune(self) -> int:
+        """Forget counted events older than ``history_seconds`` (no condition may look further back)."""
+        return await self.runs.prune_history(self.clock() - self.settings.history_seconds)
+
     async def run(self) -> None:
+        pruned_at = 0.0
         while not self._stop.is_set():
             try:
+                if time.monotonic() - pruned_at > PRUNE_EVERY_SECONDS:
+                    pruned_at = time.monotonic()
+                    await self.prune()
                 advanced = await self.run_once()
                 if advanced:
                     continue

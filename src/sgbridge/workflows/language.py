@@ -246,6 +246,11 @@ class Workflow:
     enabled: bool
     counters: dict[str, Subscription] = field(default_factory=dict)  # what wf_history records, by counter
 
+    def longest_count(self) -> float:
+        """The longest ``within`` of its counts (seconds; 0 if none)."""
+        conditions = [self.when, *(s.condition for s in _walk(self.steps) if isinstance(s, If))]
+        return max((c.within or 0.0 for cond in conditions for c in counts_of(cond)), default=0.0)
+
     def exit_on_counters(self) -> list[str]:
         return [sub.text.strip() for sub in self.exit_on]
 
