@@ -111,8 +111,12 @@ class Bridge:
 
         workflows = settings.compiled_workflows()
         runs = WorkflowRuns(self.journal)
+        from sgbridge.workflows.profile_api import ProfileApi
+
+        profiles = ProfileApi(settings.workflow_engine, self.client) \
+            if ProfileApi.configured(settings.workflow_engine) else None
         engine = Engine(workflows, runs, LiveActions(workflows, settings.actions, self.journal, self.client),
-                        settings.workflow_engine)
+                        settings.workflow_engine, profiles)
         self.runner = WorkflowRunner(engine, runs, settings.workflow_engine)
         intake = WorkflowIntake(settings, workflows, self.journal, on_ready=self.runner.wake)
         # One window at a time: events reach runs in each key's order.

@@ -389,6 +389,10 @@ def _apply_short_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
         default["public_keys"] = keys
     if api_key := env.get("SENDGRID_API_KEY"):
         data.setdefault("sources", {}).setdefault("default", {}).setdefault("api_key", api_key)
+    if token := env.get("SEGMENT_PROFILE_API_TOKEN"):
+        data.setdefault("workflow_engine", {})["profile_api_token"] = token
+    if space := env.get("SEGMENT_SPACE_ID"):
+        data.setdefault("workflow_engine", {})["profile_api_space"] = space
     if endpoint := env.get("SENDGRID_API_ENDPOINT"):
         data.setdefault("sources", {}).setdefault("default", {}).setdefault("api_endpoint", endpoint)
 

@@ -15,15 +15,21 @@ def emulate() -> None:
 @click.option("--port", type=int, default=8765, show_default=True)
 @click.option("--write-key", "write_keys", multiple=True, help="Accepted write key (repeat; default: any).")
 @click.option("--no-keep-messages", is_flag=True, help="Keep only ids and counters (for long benchmarks).")
-def emulate_segment(host: str, port: int, write_keys: tuple[str, ...], no_keep_messages: bool) -> None:
+@click.option("--profile-token", "profile_tokens", multiple=True, metavar="SPACE=TOKEN",
+              help="Profile API access token of a space (repeat; default: any token opens any space).")
+def emulate_segment(host: str, port: int, write_keys: tuple[str, ...], no_keep_messages: bool,
+                    profile_tokens: tuple[str, ...]) -> None:
     """Segment Tracking API emulator (auth, limits, messageId dedupe, faults, /_emulator/*)."""
     import asyncio
 
     from sgbridge.emulators.segment import serve_segment_emulator
 
     click.echo(f"Segment emulator on http://{host}:{port} (inspect /_emulator/stats, /_emulator/messages)")
+    tokens = dict(t.split("=", 1) for t in profile_tokens if "=" in t) if profile_tokens else None
+    if profile_tokens and len(tokens or {}) != len(profile_tokens):
+        raise click.BadParameter("use SPACE=TOKEN", param_hint="--profile-token")
     asyncio.run(serve_segment_emulator(host, port, write_keys or None, keep_messages=not no_keep_messages,
-                                       log_level="warning"))
+                                       log_level="warning", profile_tokens=tokens))
 
 
 @emulate.command("sendgrid")

@@ -14,6 +14,9 @@ Control endpoints (never faulted)::
     GET    /_emulator/rejections                                       -> the last rejected events
     GET|POST|DELETE /_emulator/faults                                  -> list / add / clear faults
 
+The Profile API (``GET /v1/spaces/<space>/collections/users/profiles/<id>/traits``) answers the
+traits of the identify calls accepted (emulators/segment_profiles.py).
+
 In-process code can skip HTTP and use ``app.state.emulator`` (a ``SegmentEmulator``).
 """
 
@@ -34,6 +37,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from sgbridge.emulators.faults import FaultInjector, FaultRule, FaultSpecError, fault_response
+from sgbridge.emulators.segment_profiles import ProfileApi
 from sgbridge.emulators.segment_state import (
     MAX_BATCH_BYTES,
     MAX_EVENT_BYTES,
@@ -228,17 +232,30 @@ async def faults_endpoint(request: Request) -> Response:
     return _json(faults.describe())
 
 
+async def _profile_endpoint(request: Request) -> Response:
+    emulator: SegmentEmulator = request.app.state.emulator
+    rule = emulator.faults.pick(request.url.path)
+    if rule is not None:
+        failed = await _apply(rule)
+        if failed is not None:
+            return failed
+    api: ProfileApi = request.app.state.profile_api
+    return await api.traits(request)
+
+
 def create_segment_emulator(
     write_keys: Iterable[str] | None = None,
     *,
     keep_messages: bool = True,
     fault_seed: int | None = None,
+    profile_tokens: dict[str, str] | None = None,
 ) -> Starlette:
     """Build the emulator app.
 
     ``write_keys=None`` accepts any non-empty key. ``keep_messages=False`` keeps only the
     messageId set and counters (for benchmarks). ``fault_seed`` makes probabilistic faults
-    reproducible.
+    reproducible. ``profile_tokens``: the Profile API's access token per space (None: any
+    non-empty token opens any space).
     """
     routes = [Route("/v1/batch", _tracking_endpoint("batch"), methods=["POST"])]
     routes += [Route(f"/v1/{kind}", _tracking_endpoint(kind), methods=["POST"]) for kind in SINGLE_CALLS]
@@ -248,12 +265,15 @@ def create_segment_emulator(
         Route("/_emulator/stats", get_stats, methods=["GET"]),
         Route("/_emulator/rejections", get_rejections, methods=["GET"]),
         Route("/_emulator/faults", faults_endpoint, methods=["GET", "POST", "DELETE"]),
+        Route("/v1/spaces/{space}/collections/users/profiles/{identity}/traits", _profile_endpoint, methods=["GET"]),
     ]
     app = Starlette(routes=routes)
     app.state.emulator = SegmentEmulator(
         state=SegmentEmulatorState(write_keys, keep_messages=keep_messages),
         faults=FaultInjector(seed=fault_seed),
     )
+    state = app.state.emulator.state
+    app.state.profile_api = ProfileApi(lambda: state.profiles, profile_tokens)
     return app
 
 
@@ -264,9 +284,10 @@ async def serve_segment_emulator(
     *,
     keep_messages: bool = True,
     log_level: str = "info",
+    profile_tokens: dict[str, str] | None = None,
 ) -> None:
     """Run the emulator under uvicorn until cancelled (``sgbridge emulate segment``)."""
     from sgbridge.emulators.serving import serve_app
 
-    app = create_segment_emulator(write_keys, keep_messages=keep_messages)
+    app = create_segment_emulator(write_keys, keep_messages=keep_messages, profile_tokens=profile_tokens)
     await serve_app(app, host=host, port=port, log_level=log_level)

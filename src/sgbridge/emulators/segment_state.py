@@ -28,6 +28,8 @@ from typing import Any
 
 import orjson
 
+from sgbridge.emulators.segment_profiles import ProfileStore
+
 MAX_EVENT_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1024
 MAX_BATCH_EVENTS = 2500
@@ -105,6 +107,7 @@ class SegmentEmulatorState:
         self.unauthorized = 0
         self.rejected_reasons: Counter[str] = Counter()
         self.recent_rejections: deque[dict[str, Any]] = deque(maxlen=RECENT_REJECTIONS)
+        self.profiles = ProfileStore()  # what the Profile API answers: the identify calls accepted
 
     # -- auth ---------------------------------------------------------------------------
 
@@ -193,6 +196,8 @@ class SegmentEmulatorState:
             message["sentAt"] = sent_at
         message.setdefault("timestamp", received_at)  # Segment stamps messages sent without one
         self.accepted += 1
+        if msg_type == "identify":
+            self.profiles.apply_identify(message)
         if self.keep_messages:
             event = message.get("event")
             # orjson hands back a buffer with ~4 KB of spare capacity; copying it to an exact-size

@@ -66,6 +66,7 @@ from sgbridge.workflows.language import (
     position_text,
     timestamp,
 )
+from sgbridge.workflows.profile_api import ProfileApi, ProfileApiRefused, ProfileApiUnavailable
 from sgbridge.workflows.settings import WorkflowEngineSettings
 
 log = logging.getLogger(__name__)
@@ -166,11 +167,12 @@ def backoff(attempt: int, settings: WorkflowEngineSettings, asked: float | None)
 
 class Engine:
     def __init__(self, workflows: Mapping[str, Workflow], runs: WorkflowRuns, actions: ActionPort,
-                 settings: WorkflowEngineSettings) -> None:
+                 settings: WorkflowEngineSettings, profile_api: ProfileApi | None = None) -> None:
         self.workflows = workflows
         self.runs = runs
         self.actions = actions
         self.settings = settings
+        self.profile_api = profile_api
 
     async def advance(self, run: RunRow, now: float, claimed_at: float) -> Writeback:
         """Run from the run's position until it waits or ends."""
@@ -247,7 +249,14 @@ class Engine:
                 position = workflow.first_of(position, "then" if result else "else") or workflow.after(position)
                 continue
             if isinstance(step, Lookup):
-                outputs[step.name] = await self.runs.profile(run.run_key)
+                try:
+                    outputs[step.name] = await self._lookup(run)
+                except ProfileApiUnavailable as exc:
+                    again = self._again(run, step, str(exc), None, now, steps_log)
+                    return back(again[0], position, due_at=again[1], detail=again[2])
+                except ProfileApiRefused as exc:
+                    steps_log.append((here, step.kind, "failed", now, {"message": str(exc)}))
+                    return back(FAILED, position, detail=f"step {step.name}: {exc}")
                 steps_log.append((here, step.kind, "done", now, {"traits": len(outputs[step.name])}))
                 position = workflow.after(position)
                 continue
@@ -318,20 +327,34 @@ class Engine:
             run.context.get("attempts", {}).pop(here, None)
             return None
         if result.kind == RETRY:
-            attempts = run.context.setdefault("attempts", {})
-            attempts[here] = int(attempts.get(here, 0)) + 1
-            if attempts[here] < self.settings.action_attempts:
-                steps_log.append((here, step.kind, "retry", now, {"message": result.message,
-                                                                  "attempt": attempts[here]}))
-                return READY, now + backoff(attempts[here], self.settings, result.after), None
-            detail = f"step {step.name}: not done after {attempts[here]} tries; last: {result.message}"
-        elif result.kind == HELD:
+            return self._again(run, step, result.message, result.after, now, steps_log)
+        if result.kind == HELD:
             detail = f"step {step.name}: held for review: {result.message}"
         else:
             assert result.kind == REJECTED
             detail = f"step {step.name}: rejected: {result.message}"
         steps_log.append((here, step.kind, "failed", now, {"message": result.message, **result.output}))
         return FAILED, None, detail
+
+    def _again(self, run: RunRow, step: Step, message: str, after: float | None, now: float,
+               steps_log: list[tuple[str, str, str, float, Any]]) -> tuple[str, float | None, str | None]:
+        """A step that failed transiently: the run is due again after a backoff, or, after
+        ``action_attempts`` tries, failed."""
+        here = position_text(step.position)
+        attempts = run.context.setdefault("attempts", {})
+        attempts[here] = int(attempts.get(here, 0)) + 1
+        if attempts[here] < self.settings.action_attempts:
+            steps_log.append((here, step.kind, "retry", now, {"message": message, "attempt": attempts[here]}))
+            return READY, now + backoff(attempts[here], self.settings, after), None
+        steps_log.append((here, step.kind, "failed", now, {"message": message, "attempt": attempts[here]}))
+        return FAILED, None, f"step {step.name}: not done after {attempts[here]} tries; last: {message}"
+
+    async def _lookup(self, run: RunRow) -> dict[str, Any]:
+        """The profile: sgbridge's own, with Segment's traits over it when the Profile API is configured."""
+        traits = await self.runs.profile(run.run_key)
+        if self.profile_api is not None:
+            traits |= await self.profile_api.traits(run.run_key) or {}
+        return traits
 
     async def _action_event(self, workflow: Workflow, run: RunRow, step: Action) -> dict[str, Any]:
         """What an action step's mapping sees: the trigger event, with the profile's traits merged into

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 
 class WorkflowSettings(BaseModel):
@@ -53,3 +53,11 @@ class WorkflowEngineSettings(BaseModel):
     backoff_max_seconds: float = Field(300.0, gt=0, description="longest wait between tries of an action step")
     workflows_folder: str | None = Field(None, description="a folder of TOML files, one workflow each (a "
                                          "file's own tables as one [[workflows]] entry), added to the config's")
+    profile_api_space: str | None = Field(None, description="Segment space id: with a token, lookup steps read "
+                                          "Segment's Profile API (SEGMENT_SPACE_ID)")
+    profile_api_token: SecretStr | None = Field(None, description="the space's Profile API access token "
+                                                "(SEGMENT_PROFILE_API_TOKEN)")
+    profile_api_region: Literal["us", "eu"] = Field("us", description="profiles.segment.com or "
+                                                    "profiles.euw1.segment.com")
+    profile_api_endpoint: str | None = Field(None, description="Profile API base URL override (the emulator)")
+    profile_cache_seconds: float = Field(60.0, ge=0, description="how long a profile read from Segment is reused")

@@ -26,6 +26,7 @@ from sgbridge.model import StoredEvent
 from sgbridge.settings import Settings
 from sgbridge.workflows.engine import ActionPort, Engine, LiveActions, SimulatedActions, WorkflowRunner
 from sgbridge.workflows.language import Workflow, timestamp
+from sgbridge.workflows.profile_api import ProfileApi
 
 
 class SimulatedClock:
@@ -82,7 +83,9 @@ async def simulate(settings: Settings, events: Sequence[dict[str, Any]], workflo
             simulated = SimulatedActions()
             port: ActionPort = simulated if endpoint is None else LiveActions(
                 compiled, settings.actions, journal, client, endpoint=endpoint)
-            engine = Engine(compiled, runs, port, settings.workflow_engine)
+            profiles = ProfileApi(settings.workflow_engine, client) \
+                if ProfileApi.configured(settings.workflow_engine) else None  # reads only: used in tests too
+            engine = Engine(compiled, runs, port, settings.workflow_engine, profiles)
             runner = WorkflowRunner(engine, runs, settings.workflow_engine, clock=clock)
             intake = WorkflowIntake(settings, compiled, journal, clock=clock)
             for seq, event in enumerate(events, start=1):
