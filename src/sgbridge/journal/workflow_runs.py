@@ -139,6 +139,13 @@ class WorkflowRuns:
             "SELECT COUNT(*) FROM wf_history WHERE run_key = ? AND counter = ? AND at >= ? AND at <= ?"),
             (key, counter, since, until)).fetchone()[0])
 
+    def count_after(self, conn: Any, key: str, counter: str, after_seq: int) -> int:
+        """Counted events after an event of the log (a run's trigger): by seq, not time, since the
+        intake gives every event of a window the same time."""
+        return int(conn.execute(self.q(
+            "SELECT COUNT(*) FROM wf_history WHERE run_key = ? AND counter = ? AND seq > ?"),
+            (key, counter, after_seq)).fetchone()[0])
+
     def end_runs(self, conn: Any, ids: Sequence[int], state: str, detail: str, now: float) -> int:
         """End active runs that are not taken up (ready or waiting)."""
         ended = 0
@@ -169,10 +176,13 @@ class WorkflowRuns:
         skip = " FOR UPDATE SKIP LOCKED" if self.postgres else ""
 
         def job(conn: Any) -> list[RunRow]:
+            # updated_at: when the run was taken up (kept when a lease passed and another process
+            # takes it over), so the write-back finds every event that arrived while it was running.
             rows = conn.execute(self.q(
-                f"UPDATE wf_runs SET state = ?, owner = ?, due_at = ? WHERE id IN (SELECT id FROM wf_runs "
-                f"WHERE due_at IS NOT NULL AND due_at <= ? ORDER BY due_at LIMIT ?{skip}) RETURNING {_COLUMNS}"),
-                (RUNNING, owner, now + lease, now, limit)).fetchall()
+                f"UPDATE wf_runs SET state = ?, owner = ?, due_at = ?, updated_at = CASE WHEN state = ? THEN "
+                f"updated_at ELSE ? END WHERE id IN (SELECT id FROM wf_runs WHERE due_at IS NOT NULL AND "
+                f"due_at <= ? ORDER BY due_at LIMIT ?{skip}) RETURNING {_COLUMNS}"),
+                (RUNNING, owner, now + lease, RUNNING, now, now, limit)).fetchall()
             return sorted((_row(r) for r in rows), key=lambda r: r.id)
 
         return await self.journal.run(job)
@@ -191,6 +201,9 @@ class WorkflowRuns:
 
     async def count_async(self, key: str, counter: str, since: float, until: float) -> int:
         return await self.journal.run(lambda conn: self.count(conn, key, counter, since, until))
+
+    async def count_after_async(self, key: str, counter: str, after_seq: int) -> int:
+        return await self.journal.run(lambda conn: self.count_after(conn, key, counter, after_seq))
 
     async def step_done_before(self, run_id: int, position: str) -> Any:
         """The output an action step recorded as done (a run taken over after a crash); None if not done."""
@@ -218,7 +231,9 @@ class WorkflowRuns:
             state, due_at, waiting_for, detail = result.state, result.due_at, result.waiting_for, result.detail
             context = result.context
             if state in ACTIVE:
-                exit_hit = self._first_since(conn, run, result.exit_counters, result.since, now)
+                # Any exit event after the trigger: one that came while the run was ready or
+                # waiting ended it then, so one found now came while a process had it in hand.
+                exit_hit = self._first_since(conn, run, result.exit_counters, 0.0, now)
                 if exit_hit is not None:
                     state, due_at, waiting_for = EXITED, None, None
                     detail = f"exit_on matched event {exit_hit[1]}: {exit_hit[0]}"

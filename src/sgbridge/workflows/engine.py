@@ -16,21 +16,26 @@ crash is never sent twice (the sendEmail guard holds it for review when its outc
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import httpx
+import orjson
 
+from sgbridge import __version__
 from sgbridge.actions.payload import build_payload
 from sgbridge.actions.results import DROPPED, HELD, OK, REJECTED, RETRY
 from sgbridge.actions.runner import ActionRunner
 from sgbridge.delivery import metrics
 from sgbridge.destinations.actions import JournalMailGuard
+from sgbridge.destinations.classify import classify_error, classify_response
 from sgbridge.journal import Journal
 from sgbridge.journal.workflow_runs import (
     COMPLETED,
@@ -44,7 +49,8 @@ from sgbridge.journal.workflow_runs import (
     WorkflowRuns,
     Writeback,
 )
-from sgbridge.mappings import SubscriptionError
+from sgbridge.mappings import MappingError, SubscriptionError
+from sgbridge.outcomes import Delivered, Retry
 from sgbridge.settings import ActionDestinationSettings
 from sgbridge.workflows.language import (
     Action,
@@ -54,6 +60,7 @@ from sgbridge.workflows.language import (
     Count,
     Exit,
     Fql,
+    Identify,
     If,
     Lookup,
     Not,
@@ -85,6 +92,11 @@ class ActionPort(Protocol):
     async def perform(self, workflow: Workflow, step: Action, event: dict[str, Any], run: RunRow,
                       now: float) -> StepResult: ...
 
+    async def identify(self, workflow: Workflow, step: Identify, call: dict[str, Any], run: RunRow,
+                       now: float) -> StepResult:
+        """Send one identify call (built by the engine) to Segment."""
+        ...
+
 
 def message_id(workflow: str, run_id: int, position: Position) -> str:
     """The Segment messageId an action step's mapping sees: one per run and step."""
@@ -95,9 +107,13 @@ class LiveActions:
     """Action steps sent for real, through the destination named in the step (its API key, endpoint)."""
 
     def __init__(self, workflows: Mapping[str, Workflow], destinations: Mapping[str, ActionDestinationSettings],
-                 journal: Journal, client: httpx.AsyncClient, endpoint: str | None = None) -> None:
+                 journal: Journal, client: httpx.AsyncClient, endpoint: str | None = None,
+                 segment_url: str | None = None, write_key: str | None = None) -> None:
         import os
 
+        self.client = client
+        self.segment_url = segment_url
+        self._auth = "Basic " + base64.b64encode(f"{write_key}:".encode()).decode() if write_key else None
         self._runners: dict[tuple[str, Position], ActionRunner] = {}
         for workflow in workflows.values():
             for step in _actions(workflow.steps):
@@ -122,6 +138,26 @@ class LiveActions:
             output["message"] = result.message
         return StepResult(result.kind, result.message, result.after, output)
 
+    async def identify(self, workflow: Workflow, step: Identify, call: dict[str, Any], run: RunRow,
+                       now: float) -> StepResult:
+        if self._auth is None or self.segment_url is None:
+            return StepResult(REJECTED, "no Segment write key configured (SEGMENT_WRITE_KEY): identify steps "
+                              "cannot be sent")
+        body = orjson.dumps({"batch": [call], "sentAt": call["timestamp"]})
+        try:
+            response = await self.client.post(f"{self.segment_url}/v1/batch", content=body, timeout=15.0,
+                                              headers={"Content-Type": "application/json",
+                                                       "Authorization": self._auth, "User-Agent": "sgbridge"})
+        except httpx.HTTPError as exc:
+            outcome = classify_error(exc)
+        else:
+            outcome = classify_response(response)
+        if isinstance(outcome, Delivered):
+            return StepResult(OK, output={"status": outcome.status_code, "messageId": call["messageId"]})
+        if isinstance(outcome, Retry):
+            return StepResult(RETRY, outcome.reason, outcome.after)
+        return StepResult(REJECTED, getattr(outcome, "reason", "rejected"))
+
 
 class SimulatedActions:
     """Nothing is sent: each action step is recorded with the payload its mapping builds."""
@@ -142,6 +178,12 @@ class SimulatedActions:
         self.performed.append(record)
         return StepResult(OK, output={"simulated": True, "action": sub.name})
 
+    async def identify(self, workflow: Workflow, step: Identify, call: dict[str, Any], run: RunRow,
+                       now: float) -> StepResult:
+        self.performed.append({"run": run.id, "workflow": workflow.name, "key": run.run_key, "step": step.name,
+                               "action": "segment.identify", "destination": "segment", "at": now, "payload": call})
+        return StepResult(OK, output={"simulated": True, "action": "segment.identify"})
+
 
 def _actions(steps: tuple[Step, ...]) -> list[Action]:
     found: list[Action] = []
@@ -153,6 +195,13 @@ def _actions(steps: tuple[Step, ...]) -> list[Action]:
             if children:
                 found += _actions(children)
     return found
+
+
+_Outcome = tuple[str, float | None, str | None]  # how a run waits or ends: state, due_at, detail
+
+
+def _iso(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -183,8 +232,10 @@ class Engine:
         def back(state: str, position: Position | None, due_at: float | None = None, waiting_for: str | None = None,
                  detail: str | None = None, watch: str | None = None) -> Writeback:
             exits = list(workflow.exit_on_counters()) if workflow is not None else []
+            # since: when the run was first taken up (run.updated_at, from claim_due: an earlier
+            # process's claim if this one took it over), for the events that came meanwhile.
             return Writeback(state, position_text(position) if position else run.position, due_at, waiting_for,
-                             context, detail, steps_log, watch, exits, claimed_at)
+                             context, detail, steps_log, watch, exits, min(claimed_at, run.updated_at))
 
         if workflow is None:
             return back(FAILED, None, detail=f"workflow {run.workflow!r} is no longer configured")
@@ -268,6 +319,13 @@ class Engine:
                     continue
                 state, due_at, detail = outcome
                 return back(state, position, due_at=due_at, detail=detail)
+            if isinstance(step, Identify):
+                sent = await self._identify(workflow, step, run, now, steps_log)
+                if sent is None:
+                    outputs[step.name] = steps_log[-1][4]
+                    position = workflow.after(position)
+                    continue
+                return back(sent[0], position, due_at=sent[1], detail=sent[2])
             assert isinstance(step, Exit)
             steps_log.append((here, step.kind, "done", now, {"reason": step.reason}))
             return back(EXITED, position, detail=f"exit step {step.name}: {step.reason}")
@@ -294,10 +352,10 @@ class Engine:
         if isinstance(cond, Fql):
             return cond.subscription.matches(document)
         if isinstance(cond, Count):
-            since = run.started_at if cond.since_trigger else now - float(cond.within or 0)
-            n = await self.runs.count_async(run.run_key, cond.counter, since, now)
-            if cond.since_trigger:
-                n -= 1 if cond.subscription.matches(run.context.get("trigger") or {}) else 0  # not the trigger itself
+            if cond.since_trigger:  # after the trigger in the log (not counting it, nor its window's earlier events)
+                n = await self.runs.count_after_async(run.run_key, cond.counter, run.trigger_seq)
+            else:
+                n = await self.runs.count_async(run.run_key, cond.counter, now - float(cond.within or 0), now)
             return (cond.at_least is None or n >= cond.at_least) and (cond.at_most is None or n <= cond.at_most)
         if isinstance(cond, AllOf):
             return all([await self._holds(p, run, document, now) for p in cond.parts])
@@ -336,6 +394,37 @@ class Engine:
         steps_log.append((here, step.kind, "failed", now, {"message": result.message, **result.output}))
         return FAILED, None, detail
 
+    async def _identify(self, workflow: Workflow, step: Identify, run: RunRow, now: float,
+                        steps_log: list[tuple[str, str, str, float, Any]]) -> _Outcome | None:
+        """Traits to Segment, as an identify call of the run's user (Segment dedupes on its messageId)."""
+        here = position_text(step.position)
+        event = await self._action_event(workflow, run, step)
+        try:
+            assert step.compiled is not None
+            traits = step.compiled(event)
+        except MappingError as exc:
+            steps_log.append((here, step.kind, "failed", now, {"message": str(exc)}))
+            return FAILED, None, f"step {step.name}: {exc}"
+        trigger = run.context.get("trigger") or {}
+        call: dict[str, Any] = {"type": "identify", "traits": traits if isinstance(traits, dict) else {},
+                                "messageId": event["messageId"], "timestamp": _iso(now),
+                                "context": {"library": {"name": "sgbridge-workflows", "version": __version__}}}
+        for field_name in ("userId", "anonymousId"):
+            if trigger.get(field_name) not in (None, ""):
+                call[field_name] = trigger[field_name]
+        if "userId" not in call and "anonymousId" not in call:
+            steps_log.append((here, step.kind, "failed", now, {"message": "no userId or anonymousId"}))
+            return FAILED, None, f"step {step.name}: the trigger event has no userId or anonymousId to identify"
+        result = await self.actions.identify(workflow, step, call, run, now)
+        if result.kind == OK:
+            steps_log.append((here, step.kind, "done", now, result.output))
+            run.context.get("attempts", {}).pop(here, None)
+            return None
+        if result.kind == RETRY:
+            return self._again(run, step, result.message, result.after, now, steps_log)
+        steps_log.append((here, step.kind, "failed", now, {"message": result.message}))
+        return FAILED, None, f"step {step.name}: rejected: {result.message}"
+
     def _again(self, run: RunRow, step: Step, message: str, after: float | None, now: float,
                steps_log: list[tuple[str, str, str, float, Any]]) -> tuple[str, float | None, str | None]:
         """A step that failed transiently: the run is due again after a backoff, or, after
@@ -356,7 +445,7 @@ class Engine:
             traits |= await self.profile_api.traits(run.run_key) or {}
         return traits
 
-    async def _action_event(self, workflow: Workflow, run: RunRow, step: Action) -> dict[str, Any]:
+    async def _action_event(self, workflow: Workflow, run: RunRow, step: Step) -> dict[str, Any]:
         """What an action step's mapping sees: the trigger event, with the profile's traits merged into
         ``traits`` and ``context.traits``, the profile under ``profile`` and earlier outputs under ``steps``."""
         trigger = dict(run.context.get("trigger") or {})

@@ -8,6 +8,7 @@ Steps (one kind key each, plus an optional ``name`` under which its output is ke
 - ``{ if = <condition>, then = [...], else = [...] }``
 - ``{ lookup = "profile" }``
 - ``{ action = "sendEmail", destination = "<an [actions.NAME] entry>", mapping = {...} }``
+- ``{ identify = { traits = { plan = { "@path" = "$.properties.plan" } } } }`` (traits to Segment)
 - ``{ exit = "why" }``
 
 A condition is a string in Segment's subscription syntax, or ``{ count = '<condition>', within =
@@ -25,7 +26,8 @@ from typing import Any
 
 from sgbridge.actions.runner import ConfigError as ActionConfigError
 from sgbridge.actions.runner import Subscribed, check_subscription
-from sgbridge.mappings import SubscriptionError
+from sgbridge.mappings import MappingError, SubscriptionError, validate_mapping
+from sgbridge.mappings.compiled import CompiledMapping
 from sgbridge.mappings.subscriptions import Subscription, parse_subscription
 from sgbridge.workflows.settings import WorkflowSettings
 
@@ -33,7 +35,7 @@ Position = tuple[int | str, ...]
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
 _DURATION = re.compile(r"^\s*(-)?\s*((?:\d+(?:\.\d+)?\s*[smhdw]\s*)+)$")
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
-KINDS = ("wait", "wait_for", "if", "lookup", "action", "exit")
+KINDS = ("wait", "wait_for", "if", "lookup", "action", "identify", "exit")
 
 
 class WorkflowConfigError(ValueError):
@@ -216,6 +218,12 @@ class Lookup(Step):
 class Action(Step):
     destination: str = ""
     subscribed: Subscribed | None = None
+
+
+@dataclass(frozen=True)
+class Identify(Step):
+    traits: dict[str, Any] = field(default_factory=dict)  # a mapping (Segment's mapping syntax)
+    compiled: CompiledMapping | None = None
 
 
 @dataclass(frozen=True)
@@ -410,5 +418,17 @@ def _step(item: Any, path: str, position: Position, destinations: Mapping[str, s
         except ActionConfigError as exc:
             raise WorkflowConfigError(str(exc).replace(f"{path}.action: ", f"{path}.action: ", 1)) from None
         return Action(kind, name, position, destination=str(destination), subscribed=subscribed)
+    if kind == "identify":
+        _only(item, {"identify", "name"}, path)
+        if not isinstance(value, dict) or set(value) != {"traits"} or not isinstance(value["traits"], dict) \
+                or not value["traits"]:
+            raise WorkflowConfigError(f"{where}: a table {{ traits = {{ name = <mapping>, ... }} }}")
+        try:
+            validate_mapping(value["traits"])
+        except MappingError as exc:
+            issue = exc.issues[0] if exc.issues else None
+            at = ".".join((f"{where}.traits", *issue.path)) if issue else f"{where}.traits"
+            raise WorkflowConfigError(f"{at}: {issue.problem if issue else exc}") from None
+        return Identify(kind, name, position, traits=dict(value["traits"]), compiled=CompiledMapping(value["traits"]))
     _only(item, {"exit", "name"}, path)
     return Exit(kind, name, position, reason=str(value) if not isinstance(value, bool) else "exit step")

@@ -55,8 +55,13 @@ def read_events(path: Path) -> list[dict[str, Any]]:
     return items
 
 
+SEGMENT_TYPES = frozenset({"identify", "track", "page", "screen", "group", "alias"})
+
+
 def _stored(seq: int, event: dict[str, Any], at: float) -> StoredEvent:
-    sendgrid = "type" not in event and "event" in event and ("sg_event_id" in event or "email" in event)
+    # SendGrid's bounce events have a "type" of their own ("bounce", "blocked"): not a Segment call's
+    sendgrid = event.get("type") not in SEGMENT_TYPES and "event" in event and (
+        "sg_event_id" in event or "email" in event)
     source, kind = ("default", str(event.get("event"))) if sendgrid else ("segment:api", str(event.get("type")))
     key = hashlib.sha256(f"test-{seq}".encode()).digest()[:16]
     return StoredEvent(seq, source, kind, at, key, orjson.dumps(event))
