@@ -115,8 +115,9 @@ class Bridge:
 
         profiles = ProfileApi(settings.workflow_engine, self.client) \
             if ProfileApi.configured(settings.workflow_engine) else None
-        engine = Engine(workflows, runs, LiveActions(workflows, settings.actions, self.journal, self.client),
-                        settings.workflow_engine, profiles)
+        actions = LiveActions(workflows, settings.actions, self.journal, self.client,
+                              segment_url=settings.segment.base_url(), write_key=settings.write_key_for("default"))
+        engine = Engine(workflows, runs, actions, settings.workflow_engine, profiles)
         self.runner = WorkflowRunner(engine, runs, settings.workflow_engine)
         intake = WorkflowIntake(settings, workflows, self.journal, on_ready=self.runner.wake)
         # One window at a time: events reach runs in each key's order.

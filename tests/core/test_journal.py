@@ -73,6 +73,23 @@ async def test_expired_claim_is_taken_over(journal: Journal) -> None:
     assert [e.seq for e in taken.events] == [1, 2]
 
 
+async def test_an_exclusive_destination_has_one_window_in_flight_across_processes(journal: Journal) -> None:
+    await journal.append(_request(["a", "b"]))
+    first = await journal.claim_window("workflows", "p1", 1, lease=30, exclusive=True)
+    await journal.append(_request(["c"]))
+    assert first is not None and [e.seq for e in first.events] == [1]
+    assert await journal.claim_window("workflows", "p2", 10, lease=30, exclusive=True) is None
+    assert (await journal.claim_window("shared", "p2", 1, lease=30)) is not None  # others overlap as before
+    assert (await journal.claim_window("shared", "p3", 1, lease=30)) is not None
+    await journal.complete_window(first, [])
+    second = await journal.claim_window("workflows", "p2", 10, lease=0.01, exclusive=True)
+    assert second is not None and [e.seq for e in second.events] == [2, 3]
+    time.sleep(0.05)  # p2 died holding it: its window is taken over, still one at a time
+    taken = await journal.claim_window("workflows", "p3", 10, lease=30, exclusive=True)
+    assert taken is not None and taken.claim_id == second.claim_id
+    assert await journal.claim_window("workflows", "p4", 10, lease=30, exclusive=True) is None
+
+
 async def test_a_claim_is_renewed_only_by_its_owner(journal: Journal) -> None:
     await journal.append(_request(["x", "y"]))
     window = await journal.claim_window("dest", "p1", 10, lease=0.05)

@@ -2,9 +2,11 @@
 
 The workflows' intake is one more consumer of the log on the delivery engine (claims, cursor,
 dead letters for an event it cannot read), reading both streams: Segment's events and SendGrid's
-as the track calls they become. One window at a time, and each window in one journal
-transaction, so events reach runs in each key's order and a crash redoes a window whole: runs are
-unique per trigger event, counted events per seq, and a profile remembers the last seq it took.
+as the track calls they become. One window at a time across every process (an exclusive claim:
+with several ``workflows`` processes on PostgreSQL, one applies the log while the others fire
+timers), and each window in one journal transaction, so events reach runs in each key's order
+and a crash redoes a window whole: runs are unique per trigger event, counted events per seq, and
+a profile remembers the last seq it took.
 Nothing here waits on an API: the runner (workflows/engine.py) does the steps.
 """
 
@@ -56,6 +58,9 @@ class _Run:
 class WorkflowIntake:
     name = NAME
     stream: int | None = None  # both streams
+    # One window in flight across all processes (several `--role workflows` on PostgreSQL): windows
+    # are applied in log order, so profiles and runs see each key's events in order.
+    exclusive = True
 
     def __init__(self, settings: Settings, workflows: Mapping[str, Workflow], journal: Journal,
                  clock: Callable[[], float] = time.time, on_ready: Callable[[], None] | None = None) -> None:

@@ -224,9 +224,13 @@ class Journal:
 
     # -- delivery: windows over the log ---------------------------------------------------
     async def claim_window(self, destination: str, owner: str, limit: int, lease: float,
-                           stream: int | None = None) -> Window | None:
+                           stream: int | None = None, exclusive: bool = False) -> Window | None:
         """The next window of the log for ``destination``: up to ``limit`` events after its cursor
-        and the windows in flight, of ``stream`` only (journal/streams.py; None: every event)."""
+        and the windows in flight, of ``stream`` only (journal/streams.py; None: every event).
+
+        ``exclusive``: one window in flight at a time across every process (the workflows' intake,
+        whose windows must be applied in log order): none while another one's claim is unfinished
+        and its lease runs (the cursor row's lock makes the check and the claim one step)."""
         q, lock = self.q, " FOR UPDATE" if self.dialect.name == "postgres" else ""
         of_stream, stream_args = ("stream = ? AND ", (stream,)) if stream is not None else ("", ())
 
@@ -248,6 +252,9 @@ class Journal:
                 rows = conn.execute(q(f"SELECT {_EVENT_FIELDS} FROM events WHERE {of_stream}seq BETWEEN ? AND ? "
                                       "ORDER BY seq"), (*stream_args, lo, hi))
                 return Window(claim_id, destination, lo, hi, [_stored(r) for r in rows])
+            if exclusive and conn.execute(q("SELECT 1 FROM claims WHERE destination = ? AND done = 0 LIMIT 1"),
+                                          (destination,)).fetchone() is not None:
+                return None  # another window is in flight (an expired one was taken over above)
             top = conn.execute(q("SELECT MAX(seq_hi) FROM claims WHERE destination = ?"), (destination,)).fetchone()[0]
             start = max(position, int(top or 0))
             events = [_stored(r) for r in conn.execute(

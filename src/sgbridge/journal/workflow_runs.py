@@ -18,7 +18,8 @@ from typing import Any
 
 import orjson
 
-from sgbridge.journal.journal import Journal, _text
+from sgbridge.journal.journal import _EVENT_FIELDS, Journal, _stored, _text
+from sgbridge.model import StoredEvent
 
 READY, WAITING, RUNNING = "ready", "waiting", "running"
 COMPLETED, EXITED, FAILED, CANCELLED, LATE = "completed", "exited", "failed", "cancelled", "late"
@@ -204,6 +205,12 @@ class WorkflowRuns:
 
     async def count_after_async(self, key: str, counter: str, after_seq: int) -> int:
         return await self.journal.run(lambda conn: self.count_after(conn, key, counter, after_seq))
+
+    async def stored_event(self, seq: int) -> StoredEvent | None:
+        """One event of the log (a wait_for's match found at write-back carries only its seq)."""
+        row = await self.journal.run(lambda conn: conn.execute(
+            self.q(f"SELECT {_EVENT_FIELDS} FROM events WHERE seq = ?"), (seq,)).fetchone())
+        return None if row is None else _stored(row)
 
     async def step_done_before(self, run_id: int, position: str) -> Any:
         """The output an action step recorded as done (a run taken over after a crash); None if not done."""

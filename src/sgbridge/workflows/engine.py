@@ -52,6 +52,7 @@ from sgbridge.journal.workflow_runs import (
 from sgbridge.mappings import MappingError, SubscriptionError
 from sgbridge.outcomes import Delivered, Retry
 from sgbridge.settings import ActionDestinationSettings
+from sgbridge.workflows.documents import segment_call, visible
 from sgbridge.workflows.language import (
     Action,
     AllOf,
@@ -281,6 +282,8 @@ class Engine:
                         return back(WAITING, position, due_at=timeout_at, waiting_for=here, watch=step.counter)
                     context.pop("armed", None)
                     context.pop("timer", None)
+                    if matched is not None and "event" not in matched:
+                        matched["event"] = await self._event_of(int(matched["seq"]))
                     outputs[step.name] = {"matched": matched is not None, **(matched or {})}
                     steps_log.append((here, step.kind, "done", now, outputs[step.name]))
                     branch = "then" if matched is not None else "on_timeout"
@@ -437,6 +440,12 @@ class Engine:
             return READY, now + backoff(attempts[here], self.settings, after), None
         steps_log.append((here, step.kind, "failed", now, {"message": message, "attempt": attempts[here]}))
         return FAILED, None, f"step {step.name}: not done after {attempts[here]} tries; last: {message}"
+
+    async def _event_of(self, seq: int) -> dict[str, Any] | None:
+        """The event of the log a wait_for matched, as workflows see it (None if pruned meanwhile)."""
+        stored = await self.runs.stored_event(seq)
+        call = segment_call(stored) if stored is not None else None
+        return visible(call) if call is not None else None
 
     async def _lookup(self, run: RunRow) -> dict[str, Any]:
         """The profile: sgbridge's own, with Segment's traits over it when the Profile API is configured."""

@@ -87,7 +87,8 @@ async def simulate(settings: Settings, events: Sequence[dict[str, Any]], workflo
             runs = WorkflowRuns(journal)
             simulated = SimulatedActions()
             port: ActionPort = simulated if endpoint is None else LiveActions(
-                compiled, settings.actions, journal, client, endpoint=endpoint)
+                compiled, settings.actions, journal, client, endpoint=endpoint,
+                segment_url=settings.segment.base_url(), write_key=settings.write_key_for("default"))
             profiles = ProfileApi(settings.workflow_engine, client) \
                 if ProfileApi.configured(settings.workflow_engine) else None  # reads only: used in tests too
             engine = Engine(compiled, runs, port, settings.workflow_engine, profiles)
