@@ -81,3 +81,25 @@ async def test_identify_is_retried_when_segment_is_unavailable(database_url: str
         sent = await _messages(client)
     assert waiting.state == "ready" and waiting.due_at is not None and waiting.due_at > w.clock() - 5
     assert done.state == "completed" and len(sent) == 1
+
+
+async def test_the_runner_reports_the_timers_pending(database_url: str) -> None:
+    import asyncio
+
+    from prometheus_client import REGISTRY
+
+    from sgbridge.delivery import metrics
+
+    metrics.WORKFLOW_TIMERS_PENDING.set(-1)  # not what an earlier test left
+    waits = [{"name": "waits", "trigger": 'event = "Cart Abandoned"', "steps": [{"wait": "1h"}, {"exit": "done"}]}]
+    with world(database_url, waits) as w:
+        await w.send(track("u1", "Cart Abandoned"), track("u2", "Cart Abandoned"), track("u3", "Other"))
+        await w.run()
+        looping = asyncio.create_task(w.runner.run())
+        for _ in range(100):
+            if REGISTRY.get_sample_value("sgbridge_workflow_timers_pending") == 2:
+                break
+            await asyncio.sleep(0.02)
+        w.runner.stop()
+        await looping
+    assert REGISTRY.get_sample_value("sgbridge_workflow_timers_pending") == 2

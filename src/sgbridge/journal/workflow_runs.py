@@ -193,6 +193,12 @@ class WorkflowRuns:
             "SELECT MIN(due_at) FROM wf_runs WHERE due_at IS NOT NULL").fetchone())
         return None if row is None or row[0] is None else float(row[0])
 
+    async def timers_pending(self) -> int:
+        """Runs waiting on a timer (a wait, or a wait_for's timeout)."""
+        row = await self.journal.run(lambda conn: conn.execute(self.q(
+            "SELECT COUNT(*) FROM wf_runs WHERE due_at IS NOT NULL AND state = ?"), (WAITING,)).fetchone())
+        return int(row[0])
+
     async def profile(self, key: str) -> dict[str, Any]:
         def job(conn: Any) -> dict[str, Any]:
             row = conn.execute(self.q("SELECT traits FROM profiles WHERE profile_key = ?"), (key,)).fetchone()

@@ -79,6 +79,7 @@ from sgbridge.workflows.settings import WorkflowEngineSettings
 
 log = logging.getLogger(__name__)
 PRUNE_EVERY_SECONDS = 600.0
+GAUGE_EVERY_SECONDS = 10.0  # sgbridge_workflow_timers_pending
 
 
 @dataclass(slots=True)
@@ -515,12 +516,15 @@ class WorkflowRunner:
         return await self.runs.prune_history(self.clock() - self.settings.history_seconds)
 
     async def run(self) -> None:
-        pruned_at = 0.0
+        pruned_at = counted_at = 0.0
         while not self._stop.is_set():
             try:
                 if time.monotonic() - pruned_at > PRUNE_EVERY_SECONDS:
                     pruned_at = time.monotonic()
                     await self.prune()
+                if time.monotonic() - counted_at > GAUGE_EVERY_SECONDS:
+                    counted_at = time.monotonic()
+                    metrics.WORKFLOW_TIMERS_PENDING.set(await self.runs.timers_pending())
                 advanced = await self.run_once()
                 if advanced:
                     continue
