@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -186,3 +187,16 @@ def assert_each_once(segment: Any, acked: set[str], sender: WebhookSender, wareh
         loaded = [r[0] for r in warehouse.execute("SELECT sg_event_id FROM sendgrid.activity").fetchall()]
     assert len(loaded) == len(set(loaded))
     assert set(sender.acked_logical) <= set(loaded)
+
+
+async def wait_for_restart(server: Server, role: str, old_pid: int) -> None:
+    """Until the supervisor has started ``role`` again (a new pid, alive)."""
+    with anyio.fail_after(30):
+        while True:
+            try:
+                roles = (await asyncio.to_thread(server.health)).get("roles", {})
+                if roles.get(role, {}).get("pid") not in (None, old_pid) and roles[role]["alive"]:
+                    return
+            except httpx.HTTPError:
+                pass
+            await anyio.sleep(0.1)

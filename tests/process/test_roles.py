@@ -29,6 +29,7 @@ from tests.process.conftest import (
     running,
     settled,
     wait_for_cursor,
+    wait_for_restart,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.anyio]
@@ -54,18 +55,6 @@ def _sqlite_bridge_setup(tmp_path: Path, seed: int, count: int, **extra: str) ->
         yield keys, segment_app.state.emulator, events, env
 
 
-async def _wait_for_restart(server: Server, role: str, old_pid: int) -> None:
-    with anyio.fail_after(30):
-        while True:
-            try:
-                roles = (await asyncio.to_thread(server.health)).get("roles", {})
-                if roles.get(role, {}).get("pid") not in (None, old_pid) and roles[role]["alive"]:
-                    return
-            except httpx.HTTPError:
-                pass
-            await anyio.sleep(0.1)
-
-
 async def test_each_role_killed_under_load_is_restarted_and_loses_and_doubles_nothing(journal_url: str,
                                                                                        tmp_path: Path) -> None:
     keys = generate_keypair()
@@ -81,7 +70,7 @@ async def test_each_role_killed_under_load_is_restarted_and_loses_and_doubles_no
             for role in ("deliver", "warehouse", "deliver", "ingest"):  # mid-window, mid-load, mid-request
                 await asyncio.sleep(0.5)
                 pid = await asyncio.to_thread(server.kill9_role, role)
-                await _wait_for_restart(server, role, pid)
+                await wait_for_restart(server, role, pid)
             summary = await sending
             acked = await settled(segment, sender, kind, journal_url)
     log = (tmp_path / "serve.log").read_text()
@@ -218,7 +207,7 @@ async def test_a_hung_role_is_killed_and_started_again(tmp_path: Path) -> None:
             hung = server.role_pid("deliver")
             os.kill(hung, signal.SIGSTOP)
             assert _post(server.url, keys, events).status_code == 200
-            await _wait_for_restart(server, "deliver", hung)
+            await wait_for_restart(server, "deliver", hung)
             with anyio.fail_after(30):
                 while len(segment.messages()) < len(events):
                     await anyio.sleep(0.1)

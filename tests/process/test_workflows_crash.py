@@ -30,7 +30,7 @@ from sgbridge.emulators.serving import serve_in_thread
 from sgbridge.journal import Journal
 from sgbridge.journal.workflow_runs import WorkflowRuns
 from tests.conftest import postgres_database
-from tests.process.conftest import Server, running
+from tests.process.conftest import Server, running, wait_for_restart
 
 pytestmark = [pytest.mark.slow, pytest.mark.anyio]
 
@@ -142,18 +142,6 @@ async def _until_sent(state: Any, users: list[str], timeout: float = 20) -> dict
     return sent
 
 
-async def _wait_for_restart(server: Server, role: str, old_pid: int) -> None:
-    with anyio.fail_after(30):
-        while True:
-            try:
-                roles = (await asyncio.to_thread(server.health)).get("roles", {})
-                if roles.get(role, {}).get("pid") not in (None, old_pid) and roles[role]["alive"]:
-                    return
-            except httpx.HTTPError:
-                pass
-            await anyio.sleep(0.1)
-
-
 async def test_kill_9_mid_wait_sends_each_email_once_on_time_and_a_due_timer_at_once_on_restart(
         journal_url: str, tmp_path: Path) -> None:
     emulator = create_sendgrid_emulator(None)
@@ -172,7 +160,7 @@ async def test_kill_9_mid_wait_sends_each_email_once_on_time_and_a_due_timer_at_
             assert all(waiting[u]["due_at"] >= waiting[u]["started_at"] + wait - 0.01 for u in first)
             assert _sends(state) == []
             pid = await asyncio.to_thread(server.kill9_role, "workflows")
-            await _wait_for_restart(server, "workflows", pid)
+            await wait_for_restart(server, "workflows", pid)
             sent = await _until_sent(state, first)
             runs = await _until_runs(journal_url, first, "completed")
             for user in first:
