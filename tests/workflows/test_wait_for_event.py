@@ -4,6 +4,7 @@ run was taken up) still hands the event itself to the steps after it, read from 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -60,3 +61,27 @@ async def test_a_match_found_at_write_back_carries_the_event(database_url: str) 
     finally:
         journal.close()
     assert [a["payload"]["dynamic_template_data"] for a in actions.performed] == [{"integration": "slack"}]
+
+
+async def test_events_show_follows_an_event_into_the_workflows(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from sgbridge.cli import main
+
+    url = f"sqlite:///{tmp_path / 'journal.db'}"
+    config = tmp_path / "sgbridge.toml"
+    config.write_text(f'database_url = "{url}"\n[[workflows]]\nname = "w"\ntrigger = \'event = "Signed Up"\'\n'
+                      'steps = [{ exit = "done" }]\n')
+    journal = Journal(url)
+    try:
+        raw = orjson.dumps({"type": "track", "userId": "u1", "event": "Signed Up", "messageId": "m-show"})
+        await journal.append(InboundRequest("segment:api", time.time(), len(raw),
+                                            [InboundEvent("segment:api", "track", None, b"fp-show", raw)]))
+        window = await journal.claim_window("workflows", "t", 10, 30)  # as the intake's worker claims
+        assert window is not None
+        await journal.complete_window(window, [])
+    finally:
+        journal.close()
+    shown = CliRunner().invoke(main, ["events", "show", "1", "--config", str(config)])
+    assert shown.exit_code == 0, shown.output
+    assert orjson.loads(shown.output)["destinations"]["workflows"]["outcome"] == "delivered"

@@ -37,6 +37,8 @@ def events_show(config: str | None, ref: str) -> None:
     settings = _settings(config)
     consumes = {"segment": lambda source: source not in SEGMENT_SOURCES}
     consumes.update({name: lambda source: source in SEGMENT_SOURCES for name in settings.actions})
+    if settings.workflows:
+        consumes["workflows"] = lambda source: True  # the workflows' intake reads every event
     journal = open_journal(config)
     try:
         seqs = find_seqs(journal, ref, list(settings.sources))
