@@ -23,6 +23,7 @@ from sgbridge.destinations.actions import Settled
 from sgbridge.journal import Journal
 from sgbridge.journal.workflow_runs import EXITED, READY, WAITING, WorkflowRuns
 from sgbridge.mappings import SubscriptionError
+from sgbridge.mappings._js import to_string
 from sgbridge.mappings.subscriptions import Subscription
 from sgbridge.model import StoredEvent
 from sgbridge.settings import Settings
@@ -40,10 +41,31 @@ class Planned:
 
 
 def _matches(sub: Subscription, document: dict[str, Any]) -> bool:
+    required = _EVENT_NAME.get(sub.text)
+    if required is None:
+        required = _EVENT_NAME[sub.text] = _required_event(sub)
+    if required and document.get("event") != required:
+        return False  # what validate would answer, without walking the condition
     try:
         return sub.matches(document)
     except SubscriptionError:  # Segment's validate throws on some shapes: no match, as Segment skips it
         return False
+
+
+_EVENT_NAME: dict[str, str] = {}  # a condition's text -> the event name it requires ("" if none)
+
+
+def _required_event(sub: Subscription) -> str:
+    """The event name a condition cannot match without: an ``event = "X"`` among the conditions of
+    its top-level ``and`` ("" when there is none). Most triggers and counts name their event, so
+    the intake skips most conditions of most events at one comparison."""
+    ast = sub.ast
+    if ast is None or ast.get("operator") != "and":
+        return ""
+    for child in ast.get("children") or []:
+        if isinstance(child, dict) and child.get("type") == "event" and child.get("operator") == "=":
+            return to_string(child.get("value"))
+    return ""
 
 
 @dataclass(slots=True)
