@@ -23,7 +23,6 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import httpx
@@ -51,6 +50,7 @@ from sgbridge.journal.workflow_runs import (
 )
 from sgbridge.mappings import MappingError, SubscriptionError
 from sgbridge.outcomes import Delivered, Retry
+from sgbridge.routing.sendgrid_to_segment import iso_utc_ms
 from sgbridge.settings import ActionDestinationSettings
 from sgbridge.workflows.documents import segment_call, visible
 from sgbridge.workflows.language import (
@@ -200,10 +200,6 @@ def _actions(steps: tuple[Step, ...]) -> list[Action]:
 
 
 _Outcome = tuple[str, float | None, str | None]  # how a run waits or ends: state, due_at, detail
-
-
-def _iso(at: float) -> str:
-    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -411,7 +407,7 @@ class Engine:
             return FAILED, None, f"step {step.name}: {exc}"
         trigger = run.context.get("trigger") or {}
         call: dict[str, Any] = {"type": "identify", "traits": traits if isinstance(traits, dict) else {},
-                                "messageId": event["messageId"], "timestamp": _iso(now),
+                                "messageId": event["messageId"], "timestamp": iso_utc_ms(now),
                                 "context": {"library": {"name": "sgbridge-workflows", "version": __version__}}}
         for field_name in ("userId", "anonymousId"):
             if trigger.get(field_name) not in (None, ""):

@@ -23,6 +23,7 @@ from sgbridge.destinations.workflows import WorkflowIntake
 from sgbridge.journal import Journal
 from sgbridge.journal.workflow_runs import WorkflowRuns
 from sgbridge.model import StoredEvent
+from sgbridge.routing.sendgrid_to_segment import iso_utc_ms
 from sgbridge.settings import Settings
 from sgbridge.workflows.engine import ActionPort, Engine, LiveActions, SimulatedActions, WorkflowRunner
 from sgbridge.workflows.language import Workflow, timestamp
@@ -37,8 +38,7 @@ class SimulatedClock:
         return self.now
 
 
-def iso(at: float) -> str:
-    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+iso = iso_utc_ms  # the times of the report, as Segment's events write them
 
 
 def read_events(path: Path) -> list[dict[str, Any]]:
