@@ -4,6 +4,7 @@ actions (simulated, or live against the SendGrid emulator through ASGITransport)
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -15,7 +16,7 @@ import orjson
 from sgbridge.destinations.workflows import WorkflowIntake
 from sgbridge.journal import Journal
 from sgbridge.journal.workflow_runs import RunRow, WorkflowRuns
-from sgbridge.model import StoredEvent
+from sgbridge.model import InboundEvent, InboundRequest, StoredEvent
 from sgbridge.settings import Settings
 from sgbridge.workflows.engine import ActionPort, Engine, LiveActions, SimulatedActions, WorkflowRunner
 
@@ -85,17 +86,27 @@ class World:
         self.seq = 0
         self.windows: list[list[StoredEvent]] = []
 
-    # -- events ------------------------------------------------------------------------
+    # -- events ----------------------------------------------------------------------------
     def stored(self, body: dict[str, Any]) -> StoredEvent:
+        """An event as the journal would hold it (not stored: see ``send``)."""
         self.seq += 1
-        sendgrid = "sg_event_id" in body  # SendGrid's bounce events have a "type" of their own
-        source, kind = ("default", str(body["event"])) if sendgrid else ("segment:api", str(body["type"]))
+        source, kind = _source_of(body)
         return StoredEvent(self.seq, source, kind, self.clock(), hashlib.sha256(b"k%d" % self.seq).digest()[:16],
                            orjson.dumps(body))
 
     async def send(self, *bodies: dict[str, Any]) -> list[int]:
-        """One window of events, stored now (their seqs)."""
-        window = [self.stored(b) for b in bodies]
+        """One window of events, appended to the journal now (as the inbound endpoints do), then
+        applied by the intake; their seqs."""
+        events = []
+        for body in bodies:
+            self.seq += 1
+            source, kind = _source_of(body)
+            key = hashlib.sha256(b"%s-k%d" % (uuid.uuid4().bytes, self.seq)).digest()[:16]
+            events.append(InboundEvent(source, kind, key, key, orjson.dumps(body)))
+        await self.journal.append(InboundRequest(events[0].source, self.clock(), 0, events))
+        last = self.journal.latest_seq()
+        window = [StoredEvent(last - len(events) + 1 + i, e.source, e.event_type, self.clock(), e.fp_key, e.body)
+                  for i, e in enumerate(events)]
         self.windows.append(window)
         await self.intake.deliver(window)
         return [e.seq for e in window]
@@ -146,6 +157,12 @@ class World:
     def sent(self, key: str | None = None) -> list[dict[str, Any]]:
         """What the simulated actions did (for ``key``'s runs)."""
         return [a for a in self.simulated.performed if key is None or a["key"] == key]
+
+
+def _source_of(body: dict[str, Any]) -> tuple[str, str]:
+    if "sg_event_id" in body:  # SendGrid's bounce events have a "type" of their own
+        return "default", str(body["event"])
+    return "segment:api", str(body["type"])
 
 
 def settings_of(workflows: list[dict[str, Any]], **engine: Any) -> Settings:

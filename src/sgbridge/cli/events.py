@@ -42,7 +42,8 @@ def events_show(config: str | None, ref: str) -> None:
     journal = open_journal(config)
     try:
         seqs = find_seqs(journal, ref, list(settings.sources))
-        found = [t for t in (trace(journal, s, list(consumes), consumes) for s in seqs) if t is not None]
+        workflows = [w.name for w in settings.workflows]
+        found = [t for t in (trace(journal, s, list(consumes), consumes, workflows) for s in seqs) if t is not None]
     finally:
         journal.close()
     if not found:

@@ -4,7 +4,7 @@ outcome and every attempt that carried it. Read-only."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -13,6 +13,7 @@ from sgbridge import outcomes as oc
 from sgbridge.inbound.readable import load_for_display
 from sgbridge.journal import streams
 from sgbridge.journal.journal import Journal
+from sgbridge.journal.workflow_runs import DEAD_LETTER_PREFIX
 
 NOT_CONSUMED = "not_consumed"  # the destination does not read the event's stream
 
@@ -36,11 +37,13 @@ def find_seqs(journal: Journal, ref: str, sources: list[str]) -> list[int]:
 
 
 def trace(journal: Journal, seq: int, destinations: list[str],
-          consumes: Mapping[str, Callable[[str], bool]] | None = None) -> dict[str, Any] | None:
+          consumes: Mapping[str, Callable[[str], bool]] | None = None,
+          workflows: Sequence[str] = ()) -> dict[str, Any] | None:
     """The event and, per destination, its outcome. A destination that does not read the event's
     stream (journal/streams.py: its cursor records the stream it reads) shows ``not_consumed``
     instead of the "delivered" its cursor would imply; ``consumes`` (source -> bool, by destination)
-    says so for destinations that have not claimed anything yet."""
+    says so for destinations that have not claimed anything yet. ``workflows``: the configured
+    workflows, whose runs the event started are listed."""
     q = journal.q
 
     def job(conn: Any) -> dict[str, Any] | None:
@@ -70,9 +73,26 @@ def trace(journal: Journal, seq: int, destinations: list[str],
                               f"(the {streams.NAMES[stream]} stream)"}
                 continue
             result["destinations"][name] = _destination_view(conn, journal, name, seq)
+        runs = _workflow_runs(conn, journal, seq, workflows)
+        if runs:
+            result["workflow_runs"] = runs
         return result
 
     return journal.run_sync(job)
+
+
+def _workflow_runs(conn: Any, journal: Journal, seq: int, workflows: Sequence[str]) -> list[dict[str, Any]]:
+    """The runs of these workflows this event started, with the dead letter of a failed one."""
+    if not workflows:
+        return []
+    q = journal.q
+    rows = conn.execute(q(
+        "SELECT r.id, r.workflow, r.state, r.position, r.detail, o.id, o.status FROM wf_runs r "
+        "LEFT JOIN outcomes o ON o.destination = ? || r.workflow AND o.seq = r.trigger_seq "
+        f"WHERE r.workflow IN ({', '.join('?' * len(workflows))}) AND r.trigger_seq = ? ORDER BY r.id"),
+        (DEAD_LETTER_PREFIX, *workflows, seq)).fetchall()
+    return [{"run": int(r[0]), "workflow": r[1], "state": r[2], "position": r[3], "detail": r[4],
+             **({"dead_letter": int(r[5]), "dead_letter_status": r[6]} if r[5] is not None else {})} for r in rows]
 
 
 def _destination_view(conn: Any, journal: Journal, name: str, seq: int) -> dict[str, Any]:

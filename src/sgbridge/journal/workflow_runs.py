@@ -18,8 +18,9 @@ from typing import Any
 
 import orjson
 
+from sgbridge import outcomes as oc
 from sgbridge.journal.journal import _EVENT_FIELDS, Journal, _stored, _text
-from sgbridge.model import StoredEvent
+from sgbridge.model import OutcomeRecord, StoredEvent
 
 READY, WAITING, RUNNING = "ready", "waiting", "running"
 COMPLETED, EXITED, FAILED, CANCELLED, LATE = "completed", "exited", "failed", "cancelled", "late"
@@ -28,6 +29,13 @@ ENDED = (COMPLETED, EXITED, FAILED, CANCELLED, LATE)
 _COLUMNS = ("id, workflow, run_key, state, position, due_at, waiting_for, trigger_seq, started_at, updated_at, "
             "owner, detail, context")
 _CHUNK = 400  # ids or keys per IN (...) list
+DEAD_LETTER_PREFIX = "workflow:"  # a failed run's dead letter: destination "workflow:<name>", its trigger's seq
+HELD_MARK = ": held for review: "  # in a failed run's detail: an email whose outcome is unknown
+REPLAYING = "replaying"
+
+
+def dead_letter_destination(workflow: str) -> str:
+    return f"{DEAD_LETTER_PREFIX}{workflow}"
 
 
 @dataclass(slots=True)
@@ -261,6 +269,15 @@ class WorkflowRuns:
                 "owner = NULL, updated_at = ?, active_key = CASE WHEN ? THEN NULL ELSE active_key END WHERE id = ?"),
                 (state, result.position, due_at, waiting_for, orjson.dumps(context), _text(detail), now, ended,
                  run.id))
+            if state == FAILED:  # a dead letter, in the same transaction: listed and replayed as the others
+                held = detail is not None and HELD_MARK in detail
+                self.journal._upsert_outcomes(conn, dead_letter_destination(run.workflow), [OutcomeRecord(
+                    run.trigger_seq, oc.HELD if held else oc.REJECTED, f"run {run.id}: {detail}")], 1)
+            elif ended and context.get("replayed"):
+                conn.execute(self.q(
+                    "UPDATE outcomes SET status = ?, reason = ?, updated_at = ? WHERE destination = ? AND seq = ? "
+                    "AND status = ?"), (oc.DELIVERED, f"run {run.id} {state} after a replay", now,
+                                        dead_letter_destination(run.workflow), run.trigger_seq, REPLAYING))
             self.journal.dialect.executemany(conn, (
                 "INSERT INTO wf_steps (run_id, position, kind, state, at, output) VALUES (?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (run_id, position) DO UPDATE SET state = excluded.state, at = excluded.at, "
@@ -268,6 +285,51 @@ class WorkflowRuns:
                 [(run.id, pos, kind, st, at, None if out is None else orjson.dumps(out).decode())
                  for pos, kind, st, at, out in result.steps])
             return state
+
+        return await self.journal.run(job)
+
+    async def take_replays(self, now: float, one_active: Sequence[str], limit: int = 500) -> int:
+        """Failed runs whose dead letters an operator asked to replay (``sgbridge dead-letters replay``):
+        each goes on from the step that failed, with its tries counted afresh and, for an email held
+        for review, sent again. How many runs were taken up. ``one_active``: the workflows that allow
+        one active run per key (a replay waits while the key has another).
+        """
+        skip = " FOR UPDATE SKIP LOCKED" if self.postgres else ""
+
+        def job(conn: Any) -> int:
+            rows = conn.execute(self.q(
+                f"SELECT id, destination, seq FROM outcomes WHERE status = ? AND destination LIKE ? ORDER BY id "
+                f"LIMIT ?{skip}"), (oc.REPLAY_REQUESTED, f"{DEAD_LETTER_PREFIX}%", limit)).fetchall()
+            taken = 0
+            for outcome_id, destination, seq in rows:
+                workflow = str(destination)[len(DEAD_LETTER_PREFIX):]
+                found = conn.execute(self.q(
+                    f"SELECT id, run_key, state, position, context FROM wf_runs WHERE workflow = ? AND "
+                    f"trigger_seq = ?{self._lock}"), (workflow, int(seq))).fetchone()
+                status, reason = REPLAYING, None
+                if found is None:
+                    status, reason = oc.REJECTED, "replay: the run no longer exists"
+                elif found[2] != FAILED:
+                    status, reason = oc.DELIVERED, f"replay: run {found[0]} is {found[2]}"
+                active_key = None
+                if found is not None and status == REPLAYING and workflow in one_active:
+                    active_key = f"{workflow}\x1f{found[1]}"
+                    other = conn.execute(self.q("SELECT id FROM wf_runs WHERE active_key = ?"),
+                                         (active_key,)).fetchone()
+                    if other is not None:  # the key's next run is under way: this one waits for it to end
+                        continue
+                if status == REPLAYING:
+                    context = orjson.loads(bytes(found[4]))
+                    context.get("attempts", {}).pop(found[3], None)
+                    context["replay"], context["replayed"] = found[3], True
+                    conn.execute(self.q(
+                        "UPDATE wf_runs SET state = ?, due_at = ?, owner = NULL, active_key = ?, detail = ?, "
+                        "context = ?, updated_at = ? WHERE id = ?"),
+                        (READY, now, active_key, "replayed by an operator", orjson.dumps(context), now, found[0]))
+                    taken += 1
+                conn.execute(self.q("UPDATE outcomes SET status = ?, reason = COALESCE(?, reason), updated_at = ? "
+                                    "WHERE id = ?"), (status, reason, now, outcome_id))
+            return taken
 
         return await self.journal.run(job)
 

@@ -41,6 +41,7 @@ from sgbridge.journal.workflow_runs import (
     ENDED,
     EXITED,
     FAILED,
+    HELD_MARK,
     LATE,
     READY,
     WAITING,
@@ -79,6 +80,7 @@ from sgbridge.workflows.settings import WorkflowEngineSettings
 
 log = logging.getLogger(__name__)
 PRUNE_EVERY_SECONDS = 600.0
+REPLAYS_EVERY_SECONDS = 1.0  # how often the runner looks for replayed dead letters
 GAUGE_EVERY_SECONDS = 10.0  # sgbridge_workflow_timers_pending
 
 
@@ -92,7 +94,7 @@ class StepResult:
 
 class ActionPort(Protocol):
     async def perform(self, workflow: Workflow, step: Action, event: dict[str, Any], run: RunRow,
-                      now: float) -> StepResult: ...
+                      now: float, replay: bool = False) -> StepResult: ...
 
     async def identify(self, workflow: Workflow, step: Identify, call: dict[str, Any], run: RunRow,
                        now: float) -> StepResult:
@@ -131,10 +133,10 @@ class LiveActions:
                     job_timeout_seconds=config.job_timeout_seconds)
 
     async def perform(self, workflow: Workflow, step: Action, event: dict[str, Any], run: RunRow,
-                      now: float) -> StepResult:
+                      now: float, replay: bool = False) -> StepResult:
         runner = self._runners[(workflow.name, step.position)]
         planned = runner.plan(run.id, event, ignore_triggers=True)
-        result = (await runner.run([planned]))[0]
+        result = (await runner.run([planned], replay=replay))[0]
         output: dict[str, Any] = {"status": result.status, **result.detail}
         if result.message:
             output["message"] = result.message
@@ -168,7 +170,7 @@ class SimulatedActions:
         self.performed: list[dict[str, Any]] = []
 
     async def perform(self, workflow: Workflow, step: Action, event: dict[str, Any], run: RunRow,
-                      now: float) -> StepResult:
+                      now: float, replay: bool = False) -> StepResult:
         sub = step.subscribed
         assert sub is not None
         try:
@@ -239,6 +241,7 @@ class Engine:
             return back(FAILED, None, detail=f"workflow {run.workflow!r} is no longer configured")
         position: Position | None = parse_position(run.position)
         outputs: dict[str, Any] = context.setdefault("steps", {})
+        replaying = context.pop("replay", None)  # the step an operator's replay goes on from
         while True:
             if position is None:
                 return back(COMPLETED, None, detail="completed")
@@ -312,7 +315,7 @@ class Engine:
                 position = workflow.after(position)
                 continue
             if isinstance(step, Action):
-                outcome = await self._act(workflow, step, run, now, steps_log)
+                outcome = await self._act(workflow, step, run, now, steps_log, replay=replaying == here)
                 if outcome is None:
                     outputs[step.name] = steps_log[-1][4]
                     position = workflow.after(position)
@@ -365,8 +368,10 @@ class Engine:
         return not await self._holds(cond.part, run, document, now)
 
     async def _act(self, workflow: Workflow, step: Action, run: RunRow, now: float,
-                   steps_log: list[tuple[str, str, str, float, Any]]) -> tuple[str, float | None, str | None] | None:
-        """Do an action step; None when done (its output last in ``steps_log``), else how the run waits or ends."""
+                   steps_log: list[tuple[str, str, str, float, Any]],
+                   replay: bool = False) -> tuple[str, float | None, str | None] | None:
+        """Do an action step; None when done (its output last in ``steps_log``), else how the run waits or ends.
+        ``replay``: an operator replayed the run's dead letter (an email held for review is sent again)."""
         here = position_text(step.position)
         earlier = await self.runs.step_done_before(run.id, here)
         if earlier is not None:  # done before this process took the run over: not again
@@ -375,7 +380,7 @@ class Engine:
         await self.runs.step_started(run.id, here, step.kind, now)
         event = await self._action_event(workflow, run, step)
         try:
-            result = await self.actions.perform(workflow, step, event, run, now)
+            result = await self.actions.perform(workflow, step, event, run, now, replay=replay)
         except Exception as exc:  # ours or the network's: tried again like a transient failure
             log.exception("workflow %s run %d: action step %s failed", workflow.name, run.id, step.name)
             result = StepResult(RETRY, f"{type(exc).__name__}: {exc}")
@@ -387,7 +392,7 @@ class Engine:
         if result.kind == RETRY:
             return self._again(run, step, result.message, result.after, now, steps_log)
         if result.kind == HELD:
-            detail = f"step {step.name}: held for review: {result.message}"
+            detail = f"step {step.name}{HELD_MARK}{result.message}"
         else:
             assert result.kind == REJECTED
             detail = f"step {step.name}: rejected: {result.message}"
@@ -507,14 +512,22 @@ class WorkflowRunner:
         await asyncio.gather(*(one(r) for r in due))
         return len(due)
 
+    async def take_replays(self) -> int:
+        """Failed runs whose dead letters an operator replayed: due now, from the step that failed."""
+        one_active = [w.name for w in self.engine.workflows.values() if w.reentry != "always"]
+        return await self.runs.take_replays(self.clock(), one_active)
+
     async def prune(self) -> int:
         """Forget counted events older than ``history_seconds`` (no condition may look further back)."""
         return await self.runs.prune_history(self.clock() - self.settings.history_seconds)
 
     async def run(self) -> None:
-        pruned_at = counted_at = 0.0
+        pruned_at = counted_at = replays_at = 0.0
         while not self._stop.is_set():
             try:
+                if time.monotonic() - replays_at > REPLAYS_EVERY_SECONDS:
+                    replays_at = time.monotonic()
+                    await self.take_replays()
                 if time.monotonic() - pruned_at > PRUNE_EVERY_SECONDS:
                     pruned_at = time.monotonic()
                     await self.prune()
