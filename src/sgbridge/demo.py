@@ -7,7 +7,10 @@ the SendGrid webhook sender. Both directions run at once:
 - Segment events (identify, "Joined Newsletter", "Order Completed") posted to the bridge's
   Tracking API become SendGrid contacts, list members and emails through Segment's actions;
 - the email events land in the warehouse (a DuckDB file), and the object sync copies the seeded
-  SendGrid account's lists, segments, contacts, single sends and suppressions beside them.
+  SendGrid account's lists, segments, contacts, single sends and suppressions beside them;
+- a cart-recovery workflow (examples/workflows/high-intent-recovery.toml, its wait cut to a few
+  seconds): "Cart Abandoned" for some people, "Order Completed" for half of them during the wait;
+  the others get one recovery email through the SendGrid emulator.
 
 Then it prints what reached each emulator and the warehouse. No accounts, no network beyond loopback.
 """
@@ -34,7 +37,7 @@ from starlette.types import ASGIApp
 
 from sgbridge.emulators.segment import create_segment_emulator
 from sgbridge.emulators.sendgrid import create_sendgrid_emulator
-from sgbridge.emulators.sendgrid.state import MarketingList
+from sgbridge.emulators.sendgrid.state import DEFAULT_TEMPLATES, MarketingList
 from sgbridge.emulators.sendgrid_webhook import WebhookSender
 from sgbridge.emulators.webhook_signing import generate_keypair
 from sgbridge.settings import load_settings
@@ -44,6 +47,13 @@ DEMO_INBOUND_KEY = "demo-inbound-key"
 DEMO_SENDGRID_KEY = "SG.demo"
 DEMO_ACCOUNT_CONTACTS = 5_000  # the emulated SendGrid account the object sync reads
 WELCOME_TEMPLATE = "d-5f1e0c3a2b8d4e6f9a7b1c2d3e4f5a6b"  # one of the SendGrid emulator's templates
+RECOVERY_TEMPLATE = "d-0c6a2b7f5e1d4c3b9a8f7e6d5c4b3a21"  # the recovery example's; added to the emulator's
+RECOVERY_WORKFLOW = "cart-recovery"
+RECOVERY_WAIT_SECONDS = 3  # the example waits 2 h
+CONVERSION_AFTER_SECONDS = 1.0  # when the converters' orders are posted: during the wait
+DEMO_PEOPLE = 300
+CART_PEOPLE = tuple(range(1, DEMO_PEOPLE, 15))  # 20 people abandon a cart…
+CONVERTING_PEOPLE = CART_PEOPLE[::2]  # …and 10 of them order during the wait
 
 
 def _actions_config(path: Path, sendgrid_url: str, list_id: str) -> Path:
@@ -70,6 +80,32 @@ action = "sendEmail"
 trigger = 'event = "Order Completed"'
 mapping = {{ from = {{ email = "shop@example.com", name = "Demo Shop" }}, \
 template_id = "Welcome [{WELCOME_TEMPLATE}]", dynamic_template_data = {{ "@path" = "$.properties" }} }}
+
+# examples/workflows/high-intent-recovery.toml, with a wait of seconds instead of 2 hours
+[[workflows]]
+name = "{RECOVERY_WORKFLOW}"
+trigger = 'type = "track" and event = "Cart Abandoned"'
+exit_on = ['event = "Order Completed"']
+
+[[workflows.steps]]
+wait = "{RECOVERY_WAIT_SECONDS}s"
+
+[[workflows.steps]]
+name = "converted"
+if = {{ count = 'event = "Order Completed"', since = "trigger", at_least = 1 }}
+then = [{{ exit = "converted during the wait" }}]
+
+[[workflows.steps]]
+name = "recovery_email"
+action = "sendEmail"
+destination = "sendgrid"
+[workflows.steps.mapping]
+from = {{ email = "shop@example.com", name = "Demo Shop" }}
+to = {{ email = {{ "@path" = "$.traits.email" }}, name = {{ "@path" = "$.traits.first_name" }} }}
+template_id = "{RECOVERY_TEMPLATE}"
+dynamic_template_data = {{ first_name = {{ "@path" = "$.traits.first_name" }}, \
+products = {{ "@path" = "$.properties.products" }}, cart_url = {{ "@path" = "$.properties.cart_url" }} }}
+categories = ["cart-recovery"]
 """)
     return path
 
@@ -88,6 +124,24 @@ def _segment_events(count: int) -> list[dict[str, Any]]:
             events.append({"type": "track", "userId": f"user-{n}", "event": "Order Completed",
                            "messageId": f"demo-order-{n}", "properties": {"email": email, "total": 10 + n}})
     return events
+
+
+def _cart_events() -> list[dict[str, Any]]:
+    """'Cart Abandoned' for CART_PEOPLE; the recipient's email comes from their identify call (the profile)."""
+    return [{"type": "track", "userId": f"user-{n}", "event": "Cart Abandoned", "messageId": f"demo-cart-{n}",
+             "properties": {"cart_url": f"https://shop.example.com/cart/{n}",
+                            "products": [{"sku": f"SKU-{n}", "name": "Espresso cups", "price": 24, "quantity": 2}]}}
+            for n in CART_PEOPLE]
+
+
+def _conversion_events() -> list[dict[str, Any]]:
+    return [{"type": "track", "userId": f"user-{n}", "event": "Order Completed", "messageId": f"demo-convert-{n}",
+             "properties": {"email": f"person{n}@example.com", "total": 48}} for n in CONVERTING_PEOPLE]
+
+
+async def _post_conversions(bridge_url: str) -> int:
+    await asyncio.sleep(CONVERSION_AFTER_SECONDS)
+    return await _post_segment_events(bridge_url, _conversion_events())
 
 
 async def _post_segment_events(bridge_url: str, events: list[dict[str, Any]]) -> int:
@@ -146,7 +200,8 @@ async def run_demo(duration: float | None, rate: float, batch_size: int, databas
     files are removed however it ends, Ctrl-C included; files beside ``database`` stay."""
     segment_app = create_segment_emulator([DEMO_WRITE_KEY])
     sendgrid_app = create_sendgrid_emulator([DEMO_SENDGRID_KEY], job_delay_seconds=0.5,
-                                            seed_contacts=DEMO_ACCOUNT_CONTACTS)
+                                            seed_contacts=DEMO_ACCOUNT_CONTACTS,
+                                            templates={**DEFAULT_TEMPLATES, RECOVERY_TEMPLATE: "Cart recovery"})
     workdir = Path(tempfile.mkdtemp(prefix="sgbridge-demo-"))
     try:
         return await _run(workdir, database or workdir / "journal.db", database is not None,
@@ -181,11 +236,19 @@ async def _run(workdir: Path, database: Path, kept: bool, duration: float | None
         async with _serve(app, "on") as bridge_url:
             console.print(f"[bold]Segment emulator[/] {segment_url}   [bold]SendGrid emulator[/] {sendgrid_url}   "
                           f"[bold]bridge[/] {bridge_url}   [bold]journal[/] {database}   [bold]config[/] {config}")
-            people = 300
+            people = DEMO_PEOPLE
             segment_events = _segment_events(people)
             console.print(f"posting {len(segment_events)} Segment events for {people} people to the bridge's "
                           "Tracking API (/v1/batch) …")
             segment_stored = await _post_segment_events(bridge_url, segment_events)
+            console.print(f"workflow {RECOVERY_WORKFLOW}: 'Cart Abandoned' for {len(CART_PEOPLE)} of them, a "
+                          f"recovery email after a wait of {RECOVERY_WAIT_SECONDS} s (2 h in "
+                          f"examples/workflows/); 'Order Completed' for {len(CONVERTING_PEOPLE)} of them "
+                          f"{CONVERSION_AFTER_SECONDS:.0f} s into the wait …")
+            segment_stored += await _post_segment_events(bridge_url, _cart_events())
+            carts_posted = time.monotonic()
+            conversions = asyncio.create_task(_post_conversions(bridge_url))
+            segment_posted = len(segment_events) + len(CART_PEOPLE) + len(CONVERTING_PEOPLE)
             console.print(f"sending signed SendGrid webhooks at {rate:.0f} events/s"
                           + (f" for {duration:.0f}s" if duration else " until Ctrl-C") + " …")
             sender = WebhookSender(f"{bridge_url}/webhooks/sendgrid", keys.private_key, rate=rate,
@@ -195,10 +258,11 @@ async def _run(workdir: Path, database: Path, kept: bool, duration: float | None
                 summary = await sender.run(duration=duration or 10**9)
             except asyncio.CancelledError:
                 summary = sender.summary(0.0)
+            segment_stored += await conversions
             stats = app.state.bridge.journal.stats(count_events=True)
             # SendGrid events go to Segment (less those dropped by configuration); Segment's go to SendGrid.
             not_to_segment = sum(v for k, v in stats["outcomes"].items() if k.startswith("segment:"))
-            forwarded = stats["events"] - len(segment_events) - not_to_segment
+            forwarded = stats["events"] - segment_posted - not_to_segment
             deadline = time.monotonic() + 30
             while segment.accepted < forwarded and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
@@ -209,10 +273,12 @@ async def _run(workdir: Path, database: Path, kept: bool, duration: float | None
             sendgrid.tick(force=True)
             _report(console, summary, stats, segment, segment_stored)
             sendgrid_summary = _report_sendgrid(console, sendgrid, newsletter.id)
+            workflows = await _report_workflows(console, app.state.bridge, sendgrid,
+                                                carts_posted + RECOVERY_WAIT_SECONDS + 20)
             warehouse = await _report_warehouse(console, app.state.bridge, deadline + 30, kept)
             stored = {"sendgrid": stats["events"] - segment_stored, "segment": segment_stored}
             return {"sender": summary, "journal": stats, "stored": stored, "segment": segment.stats(),
-                    "sendgrid": sendgrid_summary, "warehouse": warehouse}
+                    "sendgrid": sendgrid_summary, "workflows": workflows, "warehouse": warehouse}
 
 
 async def _report_warehouse(console: Console, bridge: Any, deadline: float, kept: bool) -> dict[str, int]:
@@ -257,7 +323,7 @@ def _report_sendgrid(console: Console, sendgrid: Any, list_id: str) -> dict[str,
     summary = {
         "contacts": sum(1 for c in sendgrid.contacts.values() if (c.email or "").endswith("@example.com")),
         "newsletter_members": len(sendgrid.list_members(list_id)),
-        "emails_sent": len(sendgrid.messages),
+        "emails_sent": sum(1 for m in sendgrid.messages if m["template_id"] != RECOVERY_TEMPLATE),
         "contact_puts": len(puts),
     }
     table = Table("SendGrid", "count", title="What reached the SendGrid emulator (Segment → SendGrid)")
@@ -268,6 +334,52 @@ def _report_sendgrid(console: Console, sendgrid: Any, list_id: str) -> dict[str,
     table.add_row("emails sent (Send Email on 'Order Completed')", str(summary["emails_sent"]))
     table.add_row("contacts PUT requests (upserts merged and batched)", str(summary["contact_puts"]))
     console.print(table)
+    return summary
+
+
+async def _report_workflows(console: Console, bridge: Any, sendgrid: Any, deadline: float) -> dict[str, Any]:
+    """Wait (until ``deadline``) for every cart-recovery run to end; its runs by state and the
+    recovery emails the SendGrid emulator received, each checked against who converted."""
+    from sgbridge.journal.workflow_runs import ACTIVE, WorkflowRuns
+
+    runs = WorkflowRuns(bridge.journal)
+    while True:
+        rows = await asyncio.to_thread(runs.list_runs, RECOVERY_WORKFLOW, None, 10 * len(CART_PEOPLE))
+        if (len(rows) >= len(CART_PEOPLE) and not any(r.state in ACTIVE for r in rows)) \
+                or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(0.2)
+    states = Counter(r.state for r in rows)
+    received = Counter(r["email"] for m in sendgrid.messages if m["template_id"] == RECOVERY_TEMPLATE
+                       for r in m["recipients"])
+    converted = {f"person{n}@example.com" for n in CONVERTING_PEOPLE}
+    others = {f"person{n}@example.com" for n in CART_PEOPLE} - converted
+    summary = {"started": len(rows), "completed": states["completed"], "exited": states["exited"],
+               "failed": states["failed"], "active": sum(states[s] for s in ACTIVE),
+               "recovery_emails": sum(received.values()),
+               "converted_emailed": sum(1 for e in converted if received[e]),
+               "others_emailed_once": sum(1 for e in others if received[e] == 1),
+               "emailed_others": sum(1 for e in received if e not in converted | others)}
+    table = Table("workflow cart-recovery", "count",
+                  title=f"Workflows (Cart Abandoned → wait {RECOVERY_WAIT_SECONDS} s → recovery email)")
+    table.add_row("runs started ('Cart Abandoned')", str(summary["started"]))
+    table.add_row("completed (recovery email sent)", str(summary["completed"]))
+    table.add_row("exited on conversion ('Order Completed' during the wait)", str(summary["exited"]))
+    table.add_row("failed", str(summary["failed"]))
+    if summary["active"]:
+        table.add_row("still running at the deadline", str(summary["active"]))
+    table.add_row("recovery emails the SendGrid emulator received", str(summary["recovery_emails"]))
+    console.print(table)
+    ok = (summary["converted_emailed"] == 0 and summary["others_emailed_once"] == len(others)
+          and summary["recovery_emails"] == len(others))
+    summary["ok"] = ok
+    if ok:
+        console.print(f"The {len(converted)} who converted got no recovery email, the other {len(others)} exactly "
+                      "one each (counted in the SendGrid emulator).")
+    else:
+        console.print(f"[bold red]Unexpected:[/] of the {len(converted)} who converted, {summary['converted_emailed']} "
+                      f"got a recovery email; of the other {len(others)}, {summary['others_emailed_once']} got exactly "
+                      f"one; {summary['recovery_emails']} recovery emails in all.")
     return summary
 
 

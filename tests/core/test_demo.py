@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
 
-from sgbridge.demo import DEMO_ACCOUNT_CONTACTS, run_demo
+from sgbridge import demo
+from sgbridge.demo import CART_PEOPLE, CONVERTING_PEOPLE, DEMO_ACCOUNT_CONTACTS, RECOVERY_TEMPLATE, run_demo
 
 
 @pytest.mark.anyio
@@ -25,25 +29,54 @@ async def test_demo_runs_both_directions(tmp_path: Path, monkeypatch: pytest.Mon
     system_tmp = tmp_path / "tmp"  # where the demo's own temp folder goes (tempfile.gettempdir())
     system_tmp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))
+    emulators: list[Any] = []  # the SendGrid emulator the demo starts, to count what it received
+
+    def sendgrid_emulator(*args: Any, **kwargs: Any) -> Any:
+        emulators.append(app := create_sendgrid_emulator(*args, **kwargs))
+        return app
+
+    create_sendgrid_emulator = demo.create_sendgrid_emulator
+    monkeypatch.setattr(demo, "create_sendgrid_emulator", sendgrid_emulator)
     with (tmp_path / "out.txt").open("w") as out:
         result = await run_demo(2.0, rate=300, batch_size=20, database=tmp_path / "demo.db",
                                 console=Console(file=out, width=200))
     assert result["segment"]["accepted"] > 0
     text = (tmp_path / "out.txt").read_text()
     stored = result["stored"]
-    assert stored["segment"] == 300 + 100 + 30 and stored["sendgrid"] + stored["segment"] == result["journal"]["events"]
+    carts, conversions = len(CART_PEOPLE), len(CONVERTING_PEOPLE)
+    segment_born = 300 + 100 + 30 + carts + conversions  # identify, Joined Newsletter, 2 kinds of orders, carts
+    assert stored["segment"] == segment_born and stored["sendgrid"] + stored["segment"] == result["journal"]["events"]
     # the SendGrid figure printed beside "N distinct events" counts SendGrid's events alone
     assert f"stored {stored['sendgrid']} of them" in text and f"the {stored['segment']} Segment events" in text
     assert stored["sendgrid"] <= result["sender"]["generated"]
-    assert result["sendgrid"] == {"contacts": 300, "newsletter_members": 100, "emails_sent": 30,
+    assert result["sendgrid"] == {"contacts": 300, "newsletter_members": 100, "emails_sent": 30 + conversions,
                                   "contact_puts": result["sendgrid"]["contact_puts"]}
     assert result["sendgrid"]["contact_puts"] < 30  # 300 contacts, merged into a few PUTs
     # the warehouse: every stored SendGrid event once, and the seeded account's objects
     warehouse = result["warehouse"]
-    segment_born = 300 + 100 + 30  # identify, Joined Newsletter, Order Completed
     assert warehouse["activity"] == result["journal"]["events"] - segment_born
     assert warehouse["recipients"] >= DEMO_ACCOUNT_CONTACTS
     assert warehouse["lists"] > 0 and warehouse["bounces"] > 0 and warehouse["campaigns"] > 0
+    # the recovery workflow: one email each for those who did not convert during the wait, none for
+    # the others, as the SendGrid emulator received them; the report says so
+    [sendgrid] = [app.state.emulator.state for app in emulators]
+    recovery = [m for m in sendgrid.messages if m["template_id"] == RECOVERY_TEMPLATE]
+    received = Counter(r["email"] for m in recovery for r in m["recipients"])
+    converted = {f"person{n}@example.com" for n in CONVERTING_PEOPLE}
+    assert received == {f"person{n}@example.com": 1 for n in CART_PEOPLE if n not in CONVERTING_PEOPLE}
+    assert all(m["categories"] == ["cart-recovery"] for m in recovery)
+    for message in recovery:  # the trigger's products and the profile's first name reached the email
+        data = message["request"]["personalizations"][0]["dynamic_template_data"]
+        n = message["recipients"][0]["email"].removeprefix("person").removesuffix("@example.com")
+        assert data["first_name"] == f"Person {n}" and data["products"][0]["sku"] == f"SKU-{n}", data
+    assert not converted & set(received)
+    workflows = result["workflows"]
+    assert workflows == {"started": carts, "completed": carts - conversions, "exited": conversions, "failed": 0,
+                         "active": 0, "recovery_emails": len(recovery), "converted_emailed": 0,
+                         "others_emailed_once": carts - conversions, "emailed_others": 0, "ok": True}
+    assert re.search(rf"recovery emails the SendGrid emulator received +│ {carts - conversions} ", text), text
+    assert (f"The {conversions} who converted got no recovery email, the other {carts - conversions} exactly one "
+            "each") in text
     # its temp folder (the generated config) is gone; the files beside --database stay
     assert list(system_tmp.iterdir()) == []
     assert (tmp_path / "demo.db").is_file() and (tmp_path / "sgbridge.duckdb").is_file()
