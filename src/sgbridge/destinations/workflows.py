@@ -27,7 +27,7 @@ from sgbridge.mappings._js import to_string
 from sgbridge.mappings.subscriptions import Subscription
 from sgbridge.model import StoredEvent
 from sgbridge.settings import Settings
-from sgbridge.workflows.documents import apply_to_profile, key_of, segment_call, visible
+from sgbridge.workflows.documents import apply_to_profile, key_of, opt_out_traits, segment_call, visible
 from sgbridge.workflows.language import AllOf, AnyOf, Condition, Count, Fql, Not, WaitFor, Workflow, parse_position
 
 NAME = "workflows"
@@ -137,7 +137,7 @@ class WorkflowIntake:
                     changed.add(key)
             self._count(conn, seq, doc, keys, now)
             ready += self._hand_over(conn, seq, doc, keys, active, now)
-            ready += self._start(conn, seq, doc, keys, active, now)
+            ready += self._start(conn, seq, doc, keys, active, now, opt_out_traits(call))
         self.runs.save_profiles(conn, [(k, *profiles[k]) for k in sorted(changed)], now)
         return ready
 
@@ -183,7 +183,7 @@ class WorkflowIntake:
         return ready
 
     def _start(self, conn: Any, seq: int, doc: dict[str, Any], keys: dict[tuple[str, ...], str | None],
-               active: dict[str, list[_Run]], now: float) -> int:
+               active: dict[str, list[_Run]], now: float, opt_out: dict[str, Any]) -> int:
         started = 0
         for workflow in self.workflows.values():
             if not workflow.enabled or not _matches(workflow.trigger, doc):
@@ -198,8 +198,10 @@ class WorkflowIntake:
                 continue
             if workflow.reentry == "never" and self.runs.has_run(conn, workflow.name, key):
                 continue
-            run_id = self.runs.start_run(conn, workflow.name, key, seq, now, {"trigger": doc, "steps": {}},
-                                         one_active)
+            context: dict[str, Any] = {"trigger": doc, "steps": {}}
+            if opt_out:  # what a SendGrid opt-out event changed ($.opt_out of identify steps)
+                context["opt_out"] = opt_out
+            run_id = self.runs.start_run(conn, workflow.name, key, seq, now, context, one_active)
             if run_id is not None:
                 active.setdefault(key, []).append(_Run(run_id, workflow.name, key, READY, None))
                 metrics.WORKFLOW_RUNS.labels(workflow.name, "started").inc()

@@ -26,13 +26,23 @@ ENGAGEMENT_TRAITS: dict[str, tuple[str | None, str | None, str | None]] = {
     "spamreport": ("last_spam_report_at", None, "spam_reported"),
     "unsubscribe": ("unsubscribed_at", None, "unsubscribed"),
 }
+# Unsubscribe groups: the ids a contact is out of (a list), and a flag per group, true on
+# group_unsubscribe, false on group_resubscribe (``unsubscribed_group_42``).
+UNSUBSCRIBED_GROUPS = "unsubscribed_groups"
+GROUP_FLAG = "unsubscribed_group_{}"
+# What sgbridge itself sends to Segment: its track calls of SendGrid's events, and the identify
+# calls of workflow steps. Coming back through Segment (a Segment destination pointed at
+# sgbridge), they are echoes, not events: workflows ignore them, so nothing goes round in circles.
+LIBRARY = "sgbridge"
+WORKFLOWS_LIBRARY = "sgbridge-workflows"
+OWN_LIBRARIES = frozenset({LIBRARY, WORKFLOWS_LIBRARY})
 
 
 def segment_call(stored: StoredEvent, user_id_arg: str | None = "segment_user_id") -> dict[str, Any] | None:
     """The event as a Segment call; None if it is not one (a SendGrid event Segment would drop)."""
     body = orjson.loads(stored.body)
     if stream_of(stored.source) == SEGMENT:
-        return body if isinstance(body, dict) else None
+        return body if isinstance(body, dict) and not is_echo(body) else None
     if not isinstance(body, dict):
         return None
     call = to_segment_track(body, key=stored.key, received_at=stored.received_at,
@@ -41,6 +51,38 @@ def segment_call(stored: StoredEvent, user_id_arg: str | None = "segment_user_id
         return None
     call["_sendgrid_event"] = selection_name(body)  # the engagement traits (machine opens apart)
     return call
+
+
+def is_echo(call: dict[str, Any]) -> bool:
+    """A Segment call sgbridge sent (``context.library.name``), come back through Segment."""
+    context = call.get("context")
+    library = context.get("library") if isinstance(context, dict) else None
+    return isinstance(library, dict) and library.get("name") in OWN_LIBRARIES
+
+
+def _group_of(event: dict[str, Any]) -> int | None:
+    properties = event.get("properties")
+    group = properties.get("unsubscribe_group_id") if isinstance(properties, dict) else None
+    try:
+        return int(group) if group is not None and not isinstance(group, bool) else None
+    except (TypeError, ValueError):
+        return None
+
+
+def opt_out_traits(event: dict[str, Any]) -> dict[str, Any]:
+    """The opt-out traits a SendGrid event sets (empty for others): what an identify step sends to
+    Segment as ``$.opt_out`` — only what this event changed, never what came from Segment."""
+    kind = event.get("_sendgrid_event")
+    traits: dict[str, Any] = {}
+    if kind in ("unsubscribe", "spamreport", "bounce"):
+        flag = ENGAGEMENT_TRAITS[str(kind)][2]
+        assert flag is not None
+        traits[flag] = True
+    elif kind in ("group_unsubscribe", "group_resubscribe") and (group := _group_of(event)) is not None:
+        traits[GROUP_FLAG.format(group)] = kind == "group_unsubscribe"
+    if traits and (email := email_of(event)):
+        traits["email"] = email
+    return traits
 
 
 def email_of(event: dict[str, Any]) -> str | None:
@@ -87,6 +129,14 @@ def apply_to_profile(traits: dict[str, Any], event: dict[str, Any]) -> bool:
             traits[count] = int(traits.get(count) or 0) + 1
         if flag:
             traits[flag] = True
+        changed = True
+    if kind in ("group_unsubscribe", "group_resubscribe") and (group := _group_of(event)) is not None:
+        out = kind == "group_unsubscribe"
+        groups = {int(g) for g in traits.get(UNSUBSCRIBED_GROUPS) or [] if isinstance(g, int)}
+        groups = groups | {group} if out else groups - {group}
+        traits[UNSUBSCRIBED_GROUPS] = sorted(groups)
+        traits[GROUP_FLAG.format(group)] = out
+        traits["last_group_unsubscribe_at" if out else "last_group_resubscribe_at"] = event.get("timestamp")
         changed = True
     email = email_of(event)
     if email and "email" not in traits:

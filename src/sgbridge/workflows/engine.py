@@ -53,7 +53,7 @@ from sgbridge.mappings import MappingError, SubscriptionError
 from sgbridge.outcomes import Delivered, Retry
 from sgbridge.routing.sendgrid_to_segment import iso_utc_ms
 from sgbridge.settings import ActionDestinationSettings
-from sgbridge.workflows.documents import segment_call, visible
+from sgbridge.workflows.documents import WORKFLOWS_LIBRARY, segment_call, visible
 from sgbridge.workflows.language import (
     Action,
     AllOf,
@@ -413,7 +413,7 @@ class Engine:
         trigger = run.context.get("trigger") or {}
         call: dict[str, Any] = {"type": "identify", "traits": traits if isinstance(traits, dict) else {},
                                 "messageId": event["messageId"], "timestamp": iso_utc_ms(now),
-                                "context": {"library": {"name": "sgbridge-workflows", "version": __version__}}}
+                                "context": {"library": {"name": WORKFLOWS_LIBRARY, "version": __version__}}}
         for field_name in ("userId", "anonymousId"):
             if trigger.get(field_name) not in (None, ""):
                 call[field_name] = trigger[field_name]
@@ -458,13 +458,15 @@ class Engine:
 
     async def _action_event(self, workflow: Workflow, run: RunRow, step: Step) -> dict[str, Any]:
         """What an action step's mapping sees: the trigger event, with the profile's traits merged into
-        ``traits`` and ``context.traits``, the profile under ``profile`` and earlier outputs under ``steps``."""
+        ``traits`` and ``context.traits``, the profile under ``profile``, earlier outputs under ``steps``
+        and, for a run a SendGrid opt-out started, the opt-out traits it set under ``opt_out``."""
         trigger = dict(run.context.get("trigger") or {})
         profile = await self.runs.profile(run.run_key)
         context = _dict(trigger.get("context"))
         context["traits"] = _dict(context.get("traits")) | profile
         return {**trigger, "traits": _dict(trigger.get("traits")) | profile, "context": context, "profile": profile,
-                "steps": run.context.get("steps", {}), "messageId": message_id(workflow.name, run.id, step.position),
+                "steps": run.context.get("steps", {}), "opt_out": run.context.get("opt_out", {}),
+                "messageId": message_id(workflow.name, run.id, step.position),
                 "workflow": {"name": workflow.name, "run": run.id, "key": run.run_key}}
 
 
