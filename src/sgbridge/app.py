@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # imported where a role needs them: the ingest process never 
     from sgbridge.destinations.warehouse import WarehouseDestination
     from sgbridge.sync.service import SyncScheduler
     from sgbridge.workflows.engine import WorkflowRunner
+    from sgbridge.workflows.reconcile import Reconciler
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,8 @@ class Bridge:
 
             self.sync = SyncScheduler(settings, self.journal)
         self.runner: WorkflowRunner | None = None
-        if "workflows" in roles and settings.workflows:
+        self.reconciler: Reconciler | None = None
+        if "workflows" in roles and settings.workflows_wanted():
             self._add_workflows(settings)
         # Housekeeping (pruning, backlog gauges) runs in one role of the configured set.
         self.housekeeping = housekeeping_role(settings) in roles
@@ -123,6 +125,10 @@ class Bridge:
         # One window at a time: events reach runs in each key's order.
         delivery = settings.delivery.model_copy(update={"concurrency": 1})
         self.workers.append(DeliveryWorker(self.journal, intake, delivery, "workflows"))
+        if any(r.enabled for r in settings.audience_reconcile):
+            from sgbridge.workflows.reconcile import Reconciler
+
+            self.reconciler = Reconciler(settings, self.journal, self.client)
 
     def wake(self) -> None:
         for worker in self.workers:
@@ -140,6 +146,8 @@ class Bridge:
             self._tasks.append(asyncio.create_task(self.sync.run()))
         if self.runner is not None:
             self._tasks.append(asyncio.create_task(self.runner.run()))
+        if self.reconciler is not None:
+            self._tasks.append(asyncio.create_task(self.reconciler.schedule()))
 
     async def _start_delivery(self) -> None:
         names = [w.destination.name for w in self.workers]
@@ -156,6 +164,8 @@ class Bridge:
             worker.stop()
         if self.runner is not None:
             self.runner.stop()
+        if self.reconciler is not None:
+            self.reconciler.stop()
         if self._starting is not None and not self._starting.done():
             self._starting.cancel()  # still waiting for a destination's lock: nothing is under way
         # A sync in progress stops between pages, recorded as interrupted; with a drain, it and the

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from sgbridge.roles.settings import ProcessSettings
-from sgbridge.workflows.settings import WorkflowEngineSettings, WorkflowSettings
+from sgbridge.workflows.settings import AudienceReconcileSettings, WorkflowEngineSettings, WorkflowSettings
 
 SENDGRID_HOSTS = {"us": "https://api.sendgrid.com", "eu": "https://api.eu.sendgrid.com"}
 SEGMENT_HOSTS = {"us": "https://api.segment.io", "eu": "https://events.eu1.segmentapis.com"}
@@ -265,6 +265,9 @@ class Settings(BaseSettings):
     workflows: list[WorkflowSettings] = Field(default_factory=list, description="durable flows: a trigger, "
                                               "waits, conditions, look-ups and actions (docs/workflows.md)")
     workflow_engine: WorkflowEngineSettings = Field(default_factory=WorkflowEngineSettings)
+    audience_reconcile: list[AudienceReconcileSettings] = Field(
+        default_factory=list, description="scheduled reconciles of a SendGrid list with the audience membership "
+        "sgbridge recorded (docs/workflows.md)")
 
     @field_validator("database_url")
     @classmethod
@@ -308,7 +311,34 @@ class Settings(BaseSettings):
                 except ActionConfigError as exc:
                     raise ValueError(str(exc)) from None
         self.compiled_workflows()
+        self._check_reconciles()
         return self
+
+    def _check_reconciles(self) -> None:
+        from sgbridge.workflows.language import WorkflowConfigError, duration
+
+        seen: set[str] = set()
+        for index, item in enumerate(self.audience_reconcile):
+            where = f"audience_reconcile[{index}]"
+            if item.name in seen:
+                raise ValueError(f"{where}.name: {item.name!r} names another reconcile")
+            seen.add(item.name)
+            if (item.list_id is None) == (item.list_name is None):
+                raise ValueError(f"{where}: give list_id or list_name (one of them)")
+            destination = self.actions.get(item.destination)
+            if destination is None or destination.destination != "sendgrid":
+                raise ValueError(f"{where}.destination: {item.destination!r} is not an [actions.<name>] destination "
+                                 "of kind sendgrid")
+            try:
+                if duration(item.every, f"{where}.every") < 60:
+                    raise ValueError(f"{where}.every: at least a minute")
+            except WorkflowConfigError as exc:
+                raise ValueError(str(exc)) from None
+
+    def workflows_wanted(self) -> bool:
+        """Workflows or audience reconciles are configured: the workflows role (and its intake,
+        which keeps the profiles) runs."""
+        return bool(self.workflows or self.audience_reconcile)
 
     def compiled_workflows(self) -> dict[str, Any]:
         """The workflows, checked and compiled (sgbridge.workflows.language.Workflow), by name."""

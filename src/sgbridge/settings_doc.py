@@ -21,7 +21,7 @@ from sgbridge.settings import (
     SyncSettings,
     WarehouseSettings,
 )
-from sgbridge.workflows.settings import WorkflowEngineSettings, WorkflowSettings
+from sgbridge.workflows.settings import AudienceReconcileSettings, WorkflowEngineSettings, WorkflowSettings
 
 _SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("", Settings, "Top level"),
@@ -41,6 +41,8 @@ _SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("workflows", WorkflowSettings, "Workflows (`[[workflows]]`, one table each; steps and conditions in "
      "[workflows.md](workflows.md))"),
     ("workflow_engine", WorkflowEngineSettings, "Workflow engine (the `workflows` role)"),
+    ("audience_reconcile", AudienceReconcileSettings, "Audience reconciles (`[[audience_reconcile]]`, one table "
+     "each; template 2 in [workflow-templates.md](workflow-templates.md))"),
 ]
 
 

@@ -15,7 +15,7 @@ _ADDS = {"add": {"new"}, "update": {"updated"}, "upsert": {"new", "updated"}, "m
 _REMOVES = {"delete": {"deleted"}, "mirror": {"deleted"}}
 
 
-def _personas(event: dict[str, Any]) -> tuple[str, str]:
+def personas_of(event: dict[str, Any]) -> tuple[str, str]:
     context = event.get("context")
     personas = context.get("personas") if isinstance(context, dict) else None
     if not isinstance(personas, dict):
@@ -30,7 +30,7 @@ def _value_at_key(event: dict[str, Any], key: str) -> Any:
 
 
 def engage_membership(event: dict[str, Any]) -> bool | None:
-    computation_class, key = _personas(event)
+    computation_class, key = personas_of(event)
     if computation_class not in ("audience", "journey_step") or not key:
         return None
     value = _value_at_key(event, key)
@@ -49,7 +49,7 @@ def retl_membership(event: dict[str, Any], sync_mode: str | None) -> bool | None
 
 
 def legacy_journeys_membership(event: dict[str, Any]) -> bool | None:
-    computation_class, key = _personas(event)
+    computation_class, key = personas_of(event)
     if computation_class != "journey_step" or not key:
         return None
     kind = event.get("type")

@@ -10,6 +10,7 @@
 | ``events`` | ``status``, ``events show`` |
 | ``sync`` | ``sync``, ``sync-history``, ``check`` |
 | ``config`` | ``config-reference`` |
+| ``audiences`` | ``audiences reconcile``, ``audiences history`` |
 | ``workflows`` | ``workflows list``, ``workflows runs``, ``workflows show``, ``workflows cancel``, ``workflows test`` |
 
 ``common`` holds what the commands share (``--config``, settings, the journal, one-line errors),
@@ -24,6 +25,7 @@ import click
 
 from sgbridge import __version__
 from sgbridge.cli.actions import actions
+from sgbridge.cli.audiences import audiences
 from sgbridge.cli.config import config_reference
 from sgbridge.cli.dead_letters import dead_letters
 from sgbridge.cli.demo import demo
@@ -41,7 +43,7 @@ def main() -> None:
 
 
 for command in (serve, demo, emulate, actions, dead_letters, status, events, sync, sync_history, check,
-                config_reference, workflows):
+                config_reference, workflows, audiences):
     main.add_command(command)
 
 if __name__ == "__main__":  # pragma: no cover

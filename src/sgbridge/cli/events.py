@@ -37,7 +37,7 @@ def events_show(config: str | None, ref: str) -> None:
     settings = _settings(config)
     consumes = {"segment": lambda source: source not in SEGMENT_SOURCES}
     consumes.update({name: lambda source: source in SEGMENT_SOURCES for name in settings.actions})
-    if settings.workflows:
+    if settings.workflows_wanted():
         consumes["workflows"] = lambda source: True  # the workflows' intake reads every event
     journal = open_journal(config)
     try:

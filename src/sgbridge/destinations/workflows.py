@@ -92,7 +92,9 @@ class WorkflowIntake:
         self.clock = clock
         self.on_ready = on_ready
         self._user_id_arg = {name: s.user_id_arg for name, s in settings.sources.items()}
-        self._key_configs = sorted({w.keys for w in workflows.values()})
+        # Audience reconciles read the membership the profiles of addresses recorded.
+        reconciled = {("email",)} if settings.audience_reconcile else set()
+        self._key_configs = sorted({w.keys for w in workflows.values()} | reconciled)
 
     def consumes(self, source: str) -> bool:
         return True

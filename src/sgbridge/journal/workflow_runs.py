@@ -355,6 +355,27 @@ class WorkflowRuns:
 
         return await self.journal.run(job)
 
+    async def audience_members(self, audience: str) -> set[str]:
+        """The addresses whose profile has ``audience`` true (the membership sgbridge recorded)."""
+        pattern = "%" + orjson.dumps(audience).decode().replace("\\", "\\\\").replace("%", "\\%") + ":%"
+
+        def job(conn: Any) -> set[str]:
+            members: set[str] = set()
+            rows = conn.execute(self.q("SELECT profile_key, traits FROM profiles WHERE traits LIKE ? ESCAPE '\\'"),
+                                (pattern,))
+            for key, text in rows:
+                traits = orjson.loads(text)
+                if traits.get(audience) is not True:
+                    continue
+                email = traits.get("email") if isinstance(traits.get("email"), str) else None
+                if email is None and str(key).startswith("email:"):
+                    email = str(key)[len("email:"):]
+                if email:
+                    members.add(email.strip().lower())
+            return members
+
+        return await self.journal.run(job)
+
     # -- the CLI -------------------------------------------------------------------------
     def list_runs(self, workflow: str | None = None, state: str | None = None, limit: int = 50) -> list[RunRow]:
         where, params = [], []

@@ -30,7 +30,7 @@ def configured_roles(settings: Settings) -> list[str]:
         roles.append("deliver")
     if settings.warehouse.enabled:
         roles.append("warehouse")
-    if settings.workflows:
+    if settings.workflows_wanted():
         roles.append(WORKFLOWS)
     return roles
 
@@ -50,7 +50,7 @@ def destination_names(settings: Settings) -> list[str]:
     names += list(settings.actions)
     if settings.warehouse.enabled:
         names.append(WAREHOUSE)  # sgbridge.destinations.warehouse.NAME, without importing dlt
-    if settings.workflows:
+    if settings.workflows_wanted():
         names.append(WORKFLOWS)  # sgbridge.destinations.workflows.NAME
     return names
 

@@ -16,7 +16,7 @@ import csv
 import gzip
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +35,11 @@ class ExportFailed(SyncApiError):
 
 
 def wait_for_export(api: SyncApi, timeout: float, first_poll: float,
-                    on_status: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Start a CSV export of every contact and wait until it is ready; returns the job."""
-    started = api.post(EXPORTS, {"file_type": "csv"})
+                    on_status: Callable[[dict[str, Any]], None] | None = None,
+                    list_ids: Sequence[str] = ()) -> dict[str, Any]:
+    """Start a CSV export of every contact (or of the members of ``list_ids``) and wait until it
+    is ready; returns the job."""
+    started = api.post(EXPORTS, {"file_type": "csv", **({"list_ids": list(list_ids)} if list_ids else {})})
     export_id = started.get("id") if isinstance(started, dict) else None
     if not export_id:
         raise ExportFailed(f"POST {EXPORTS}: no export id in the answer")

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from sgbridge.actions.engage import engage_membership, personas_of
 from sgbridge.journal.streams import SEGMENT, stream_of
 from sgbridge.model import StoredEvent
 from sgbridge.routing.sendgrid_to_segment import SELECTABLE_FOR_WORKFLOWS, Skip, selection_name, to_segment_track
@@ -119,6 +120,12 @@ def apply_to_profile(traits: dict[str, Any], event: dict[str, Any]) -> bool:
             if traits.get(name) != value:
                 traits[name] = value
                 changed = True
+    membership = engage_membership(event)
+    if membership is not None and event.get("type") == "track":  # an audience entered or exited
+        _, audience = personas_of(event)
+        if traits.get(audience) is not membership:
+            traits[audience] = membership
+            changed = True
     kind = event.get("_sendgrid_event")
     if isinstance(kind, str) and kind in ENGAGEMENT_TRAITS:
         when, count, flag = ENGAGEMENT_TRAITS[kind]

@@ -61,3 +61,23 @@ class WorkflowEngineSettings(BaseModel):
                                                     "profiles.euw1.segment.com")
     profile_api_endpoint: str | None = Field(None, description="Profile API base URL override (the emulator)")
     profile_cache_seconds: float = Field(60.0, ge=0, description="how long a profile read from Segment is reused")
+
+
+class AudienceReconcileSettings(BaseModel):
+    """A scheduled reconcile of a SendGrid list with an audience's membership as sgbridge recorded it
+    (template 2 of seed 003; docs/workflows.md, "Audience reconcile")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="the reconcile's name (its run history)")
+    audience: str = Field(min_length=1, description="the audience key (Engage's computation_key): the trait, "
+                          "or the track property, that is true for members")
+    list_id: str | None = Field(None, description="the SendGrid list the audience is synced to")
+    list_name: str | None = Field(None, description="or its name (looked up in SendGrid at each run)")
+    destination: str = Field("sendgrid", description="the [actions.<name>] destination (kind sendgrid) whose "
+                             "API key and endpoint are used")
+    every: str = Field("6h", description="how often it runs (s, m, h, d); each interval once across processes")
+    fix: bool = Field(True, description="fix the drift in SendGrid; false: report it only")
+    max_fixes: int = Field(1000, ge=0, description="more drift than this is reported, not fixed (a safety "
+                           "stop: a journal restored from an old backup must not empty a list)")
+    enabled: bool = Field(True, description="false: not scheduled (sgbridge audiences reconcile still runs it)")
