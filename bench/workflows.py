@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/workflows.py timers [--runs 100000]
     .venv/bin/python bench/workflows.py intake [--events 100000] [--workflows 50]
+    .venv/bin/python bench/workflows.py lateness [--runs 1000000] [--due 300000] [--rate 5000]
+    .venv/bin/python bench/workflows.py role-rss [--runs 1000000]
 
 ``timers``: ``--runs`` runs are started through the intake (a 'Cart Abandoned' each, one workflow
 ``wait 1h → exit``) on a fresh SQLite journal, with the product's defaults
@@ -17,8 +19,18 @@ waiting (before firing), ``rss_start_mb`` before the runs were made.
 and exited by another; ``events_per_s`` counts events applied (profiles, counted events, exits,
 new runs) per second.
 
-Both run in this process (the intake and the runner are library code of the ``workflows`` role);
-each prints a JSON line.
+``lateness``: ``--runs`` runs waiting until a time of their own (``wait = { until_trait }``); ``--due``
+of them fall due one after another at ``--rate`` a second, the others days later (pending all along).
+The runner's own loop (``WorkflowRunner.run``: its polling, the pending-timers gauge, pruning) fires
+them on the clock it reads; ``lateness_p50_s``/``p99``/``max`` are the lateness the engine recorded
+for each timer (its step's ``late_seconds``: when the runner took it up, minus its due time).
+
+``role-rss``: a journal with ``--runs`` waiting runs (made as ``timers`` does, waits of a day), then
+``sgbridge serve --role workflows`` on it with its defaults (a subprocess); ``rss_mb`` is that
+process's peak RSS over 20 s of it running (the gauge counts the pending timers every 10 s).
+
+``timers``, ``intake`` and ``lateness`` run in this process (the intake and the runner are library
+code of the ``workflows`` role); each prints a JSON line.
 """
 
 from __future__ import annotations
@@ -126,6 +138,90 @@ async def intake(events: int, workflows_n: int) -> dict[str, Any]:
             "events_per_s": round(events / seconds), "runs_started": started}
 
 
+async def _make_waiting(journal: Journal, settings: Settings, clock: Clock, count: int,
+                        body: Any) -> WorkflowRunner:
+    """``count`` runs through the intake, each taken to its first wait; the runner."""
+    workflows = settings.compiled_workflows()
+    runs = WorkflowRuns(journal)
+    runner = WorkflowRunner(Engine(workflows, runs, SimulatedActions(), settings.workflow_engine), runs,
+                            settings.workflow_engine, clock=clock)
+    intake = WorkflowIntake(settings, workflows, journal, clock=clock)
+    for lo in range(0, count, WINDOW):
+        await intake.deliver([_stored(i + 1, body(i)) for i in range(lo, min(lo + WINDOW, count))])
+    while await runner.run_once():
+        pass
+    return runner
+
+
+async def lateness(count: int, due: int, rate: float) -> dict[str, Any]:
+    settings = Settings(workflows=[{"name": "w", "trigger": 'event = "Cart Abandoned"',
+                                    "steps": [{"wait": {"until_trait": "due_at"}}, {"exit": "done"}]}])
+    first = 4_000_000_000.0  # 2096: the runs are made before any is due, on whatever machine
+    with tempfile.TemporaryDirectory() as folder:
+        journal = Journal(f"sqlite:///{folder}/journal.db", relaxed_progress=True)
+        clock = Clock()
+        made = time.perf_counter()
+        runner = await _make_waiting(journal, settings, clock, count, lambda i: {
+            "type": "track", "userId": f"u{i}", "event": "Cart Abandoned",
+            "traits": {"due_at": first + i / rate if i < due else first + 10 * 86400}})
+        made = time.perf_counter() - made
+        clock.offset = first - time.time()  # the first timer is due now; the others come due at --rate
+        task = asyncio.create_task(runner.run())
+        await asyncio.sleep(due / rate + 5.0)
+        runner.stop()
+        await task
+        rows = journal.run_sync(lambda conn: conn.execute(
+            "SELECT output FROM wf_steps WHERE position = '0' AND state = 'done'").fetchall())
+        journal.close()
+    late = sorted(float(orjson.loads(r[0])["late_seconds"]) for r in rows)
+
+    def pct(q: float) -> float | None:
+        return round(late[max(int(len(late) * q) - 1, 0)], 3) if late else None
+
+    return {"measure": "lateness", "runs": count, "due": due, "rate_per_s": rate, "make_seconds": round(made, 1),
+            "fired": len(late), "lateness_p50_s": pct(0.5), "lateness_p99_s": pct(0.99),
+            "lateness_max_s": late[-1] if late else None}
+
+
+async def role_rss(count: int) -> dict[str, Any]:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    workflow = {"name": "w", "trigger": 'event = "Cart Abandoned"', "steps": [{"wait": "1d"}, {"exit": "done"}]}
+    with tempfile.TemporaryDirectory() as folder:
+        url = f"sqlite:///{folder}/journal.db"
+        journal = Journal(url, relaxed_progress=True)
+        await _make_waiting(journal, Settings(workflows=[workflow]), Clock(), count, lambda i: {
+            "type": "track", "userId": f"u{i}", "event": "Cart Abandoned"})
+        pending = await WorkflowRuns(journal).timers_pending()
+        journal.close()
+        config = Path(folder) / "sgbridge.toml"
+        config.write_text(f'database_url = "{url}"\n[warehouse]\nenabled = false\n[[workflows]]\nname = "w"\n'
+                          'trigger = \'event = "Cart Abandoned"\'\nsteps = [{ wait = "1d" }, { exit = "done" }]\n')
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        proc = subprocess.Popen([sys.executable, "-m", "sgbridge", "serve", "--role", "workflows", "--config",
+                                 str(config), "--port", str(port)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env={**os.environ, "SGBRIDGE_WAREHOUSE__ENABLED": "false"})
+        peak = 0.0
+        try:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                if proc.poll() is not None:
+                    raise SystemExit("serve --role workflows exited")
+                for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        peak = max(peak, int(line.split()[1]) / 1024)
+                time.sleep(0.1)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    return {"measure": "role-rss", "runs": count, "timers_pending": pending, "rss_mb": round(peak)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="measure", required=True)
@@ -134,8 +230,16 @@ def main() -> None:
     i = sub.add_parser("intake")
     i.add_argument("--events", type=int, default=100_000)
     i.add_argument("--workflows", type=int, default=50)
+    late = sub.add_parser("lateness")
+    late.add_argument("--runs", type=int, default=1_000_000)
+    late.add_argument("--due", type=int, default=300_000)
+    late.add_argument("--rate", type=float, default=5000.0)
+    r = sub.add_parser("role-rss")
+    r.add_argument("--runs", type=int, default=1_000_000)
     args = parser.parse_args()
-    result = asyncio.run(timers(args.runs) if args.measure == "timers" else intake(args.events, args.workflows))
+    chosen = {"timers": lambda: timers(args.runs), "intake": lambda: intake(args.events, args.workflows),
+              "lateness": lambda: lateness(args.runs, args.due, args.rate), "role-rss": lambda: role_rss(args.runs)}
+    result = asyncio.run(chosen[args.measure]())
     print(json.dumps(result))
 
 

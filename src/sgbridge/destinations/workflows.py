@@ -40,10 +40,15 @@ class Planned:
     call: dict[str, Any] | None  # the Segment call; None: nothing for workflows (a dropped SendGrid event)
 
 
-def _matches(sub: Subscription, document: dict[str, Any]) -> bool:
+def _required(sub: Subscription) -> str:
     required = _EVENT_NAME.get(sub.text)
     if required is None:
         required = _EVENT_NAME[sub.text] = _required_event(sub)
+    return required
+
+
+def _matches(sub: Subscription, document: dict[str, Any]) -> bool:
+    required = _required(sub)
     if required and document.get("event") != required:
         return False  # what validate would answer, without walking the condition
     try:
@@ -95,6 +100,19 @@ class WorkflowIntake:
         # Audience reconciles read the membership the profiles of addresses recorded.
         reconciled = {("email",)} if settings.audience_reconcile else set()
         self._key_configs = sorted({w.keys for w in workflows.values()} | reconciled)
+        # By the event name a condition requires ("" for none): an event is tested against the
+        # conditions that can match it only.
+        self._counters: dict[str, dict[str, tuple[Subscription, list[tuple[str, ...]]]]] = {}
+        for workflow in workflows.values():
+            for counter, sub in workflow.counters.items():
+                entry = self._counters.setdefault(_required(sub), {}).setdefault(counter, (sub, []))
+                if workflow.keys not in entry[1]:
+                    entry[1].append(workflow.keys)
+        self._triggers: dict[str, list[Workflow]] = {}
+        for workflow in workflows.values():
+            if workflow.enabled:
+                self._triggers.setdefault(_required(workflow.trigger), []).append(workflow)
+        self._order = {name: i for i, name in enumerate(workflows)}
 
     def consumes(self, source: str) -> bool:
         return True
@@ -146,16 +164,16 @@ class WorkflowIntake:
     def _count(self, conn: Any, seq: int, doc: dict[str, Any], keys: dict[tuple[str, ...], str | None],
                now: float) -> None:
         rows: set[tuple[str, str, float, int]] = set()
-        seen: dict[str, bool] = {}
-        for workflow in self.workflows.values():
-            key = keys[workflow.keys]
-            if key is None:
-                continue
-            for counter, sub in workflow.counters.items():
-                if counter not in seen:
-                    seen[counter] = _matches(sub, doc)
-                if seen[counter]:
-                    rows.add((key, counter, now, seq))
+        event = doc.get("event")
+        for group in (self._counters.get(event, {}) if isinstance(event, str) and event else {},
+                      self._counters.get("", {})):
+            for counter, (sub, key_configs) in group.items():
+                if not _matches(sub, doc):
+                    continue
+                for key_config in key_configs:
+                    key = keys[key_config]
+                    if key is not None:
+                        rows.add((key, counter, now, seq))
         if rows:
             self.runs.record_history(conn, sorted(rows))
 
@@ -187,8 +205,13 @@ class WorkflowIntake:
     def _start(self, conn: Any, seq: int, doc: dict[str, Any], keys: dict[tuple[str, ...], str | None],
                active: dict[str, list[_Run]], now: float, opt_out: dict[str, Any]) -> int:
         started = 0
-        for workflow in self.workflows.values():
-            if not workflow.enabled or not _matches(workflow.trigger, doc):
+        event = doc.get("event")
+        named = self._triggers.get(event, []) if isinstance(event, str) and event else []
+        candidates = named + self._triggers.get("", [])
+        if named and len(candidates) > len(named):
+            candidates.sort(key=lambda w: self._order[w.name])  # runs start in the config's order
+        for workflow in candidates:
+            if not _matches(workflow.trigger, doc):
                 continue
             key = keys[workflow.keys]
             if key is None:
