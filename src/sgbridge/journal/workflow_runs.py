@@ -196,6 +196,14 @@ class WorkflowRuns:
 
         return await self.journal.run(job)
 
+    async def renew_leases(self, owner: str, now: float, lease: float) -> int:
+        """Keep the runs ``owner`` has in hand (a long action step) from being taken over: their
+        lease (``due_at``, which lies between now and now + lease while it holds: found on the
+        timers' index) now ends at now + lease."""
+        return await self.journal.run(lambda conn: max(int(conn.execute(self.q(
+            "UPDATE wf_runs SET due_at = ? WHERE due_at >= ? AND due_at <= ? AND owner = ? AND state = ?"),
+            (now + lease, now, now + lease, owner, RUNNING)).rowcount), 0))
+
     async def next_due(self) -> float | None:
         row = await self.journal.run(lambda conn: conn.execute(
             "SELECT MIN(due_at) FROM wf_runs WHERE due_at IS NOT NULL").fetchone())

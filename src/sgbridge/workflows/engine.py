@@ -523,7 +523,29 @@ class WorkflowRunner:
         """Forget counted events older than ``history_seconds`` (no condition may look further back)."""
         return await self.runs.prune_history(self.clock() - self.settings.history_seconds)
 
+    async def renew_leases(self) -> None:
+        """While runs are in hand (an action step that takes long: a contacts import), their lease is
+        renewed every third of ``lease_seconds``, so no other process takes them over meanwhile."""
+        lease = self.settings.lease_seconds
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=lease / 3)
+            try:
+                await self.runs.renew_leases(self.owner, self.clock(), lease)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the journal is closing, or away for a moment: the next beat tries again
+                log.warning("workflow leases could not be renewed", exc_info=True)
+
     async def run(self) -> None:
+        renewing = asyncio.create_task(self.renew_leases())
+        try:
+            await self._loop()
+        finally:
+            renewing.cancel()
+            await asyncio.gather(renewing, return_exceptions=True)
+
+    async def _loop(self) -> None:
         pruned_at = counted_at = replays_at = 0.0
         while not self._stop.is_set():
             try:
