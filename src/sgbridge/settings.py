@@ -239,6 +239,15 @@ class ActionDestinationSettings(_Section):
     job_timeout_seconds: float = Field(600.0, gt=0, description="longest wait for a contacts import job")
     job_poll_seconds: float = Field(0.5, gt=0, description="first wait before polling an import job")
 
+    def api_settings(self) -> dict[str, Any]:
+        """The destination's Segment settings as its actions use them: a SendGrid destination without
+        ``sendGridApiKey`` takes SENDGRID_API_KEY (also for settings built without the loader)."""
+        settings = dict(self.settings)
+        if self.destination.startswith("sendgrid") and not settings.get("sendGridApiKey") \
+                and os.environ.get("SENDGRID_API_KEY"):
+            settings["sendGridApiKey"] = os.environ["SENDGRID_API_KEY"]
+        return settings
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(

@@ -9,7 +9,6 @@ and the worker retries only the events that need it (see ``delivery.worker``).
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -63,9 +62,7 @@ class ActionsDestination:
         self.name = name
         self.config = config
         self.journal = journal
-        settings = dict(config.settings)
-        if not settings.get("sendGridApiKey") and os.environ.get("SENDGRID_API_KEY"):
-            settings["sendGridApiKey"] = os.environ["SENDGRID_API_KEY"]
+        settings = config.api_settings()
         subscriptions = [
             check_subscription(f"actions.{name}.subscriptions[{i}]", config.destination, s.action, s.mapping,
                                s.trigger, s.use_defaults)

@@ -113,7 +113,6 @@ class LiveActions:
     def __init__(self, workflows: Mapping[str, Workflow], destinations: Mapping[str, ActionDestinationSettings],
                  journal: Journal, client: httpx.AsyncClient, endpoint: str | None = None,
                  segment_url: str | None = None, write_key: str | None = None) -> None:
-        import os
 
         self.client = client
         self.segment_url = segment_url
@@ -122,9 +121,7 @@ class LiveActions:
         for workflow in workflows.values():
             for step in _actions(workflow.steps):
                 config = destinations[step.destination]
-                settings = dict(config.settings)
-                if not settings.get("sendGridApiKey") and os.environ.get("SENDGRID_API_KEY"):
-                    settings["sendGridApiKey"] = os.environ["SENDGRID_API_KEY"]
+                settings = config.api_settings()
                 assert step.subscribed is not None
                 self._runners[(workflow.name, step.position)] = ActionRunner(
                     config.destination, settings, [step.subscribed], client, endpoint=endpoint or config.endpoint,

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import threading
 import time
 from collections.abc import Sequence
@@ -50,7 +49,7 @@ class ReconcileError(Exception):
 
 
 def _api_key(settings: dict[str, Any]) -> str:
-    key = settings.get("sendGridApiKey") or os.environ.get("SENDGRID_API_KEY")
+    key = settings.get("sendGridApiKey")
     if not key:
         raise ReconcileError("no SendGrid API key: set settings.sendGridApiKey of the destination or SENDGRID_API_KEY")
     return str(key)
@@ -93,7 +92,7 @@ class Reconciler:
 
     async def _reconcile(self, item: AudienceReconcileSettings, dry_run: bool, report: dict[str, Any]) -> None:
         destination = self.settings.actions[item.destination]
-        settings = dict(destination.settings)
+        settings = destination.api_settings()
         settings["sendGridApiKey"] = _api_key(settings)
         endpoint = str(destination.endpoint or settings.get("endpoint") or GLOBAL_ENDPOINT)
         started = time.time()
