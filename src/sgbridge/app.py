@@ -32,6 +32,7 @@ from sgbridge.settings import Settings
 
 if TYPE_CHECKING:  # imported where a role needs them: the ingest process never loads dlt or Arrow
     from sgbridge.destinations.warehouse import WarehouseDestination
+    from sgbridge.inbound.suppression_lists import SuppressionWatch
     from sgbridge.sync.service import SyncScheduler
     from sgbridge.workflows.engine import WorkflowRunner
     from sgbridge.workflows.reconcile import Reconciler
@@ -76,6 +77,7 @@ class Bridge:
             self.sync = SyncScheduler(settings, self.journal)
         self.runner: WorkflowRunner | None = None
         self.reconciler: Reconciler | None = None
+        self.suppression_watch: SuppressionWatch | None = None
         if "workflows" in roles and settings.workflows_wanted():
             self._add_workflows(settings)
         # Housekeeping (pruning, backlog gauges) runs in one role of the configured set.
@@ -129,6 +131,10 @@ class Bridge:
             from sgbridge.workflows.reconcile import Reconciler
 
             self.reconciler = Reconciler(settings, self.journal, self.client)
+        if settings.suppression_watch.enabled:
+            from sgbridge.inbound.suppression_lists import SuppressionWatch
+
+            self.suppression_watch = SuppressionWatch(settings, self.journal)
 
     def wake(self) -> None:
         for worker in self.workers:
@@ -148,6 +154,8 @@ class Bridge:
             self._tasks.append(asyncio.create_task(self.runner.run()))
         if self.reconciler is not None:
             self._tasks.append(asyncio.create_task(self.reconciler.schedule()))
+        if self.suppression_watch is not None:
+            self._tasks.append(asyncio.create_task(self.suppression_watch.run()))
 
     async def _start_delivery(self) -> None:
         names = [w.destination.name for w in self.workers]
@@ -166,6 +174,8 @@ class Bridge:
             self.runner.stop()
         if self.reconciler is not None:
             self.reconciler.stop()
+        if self.suppression_watch is not None:
+            self.suppression_watch.stop()
         if self._starting is not None and not self._starting.done():
             self._starting.cancel()  # still waiting for a destination's lock: nothing is under way
         # A sync in progress stops between pages, recorded as interrupted; with a drain, it and the

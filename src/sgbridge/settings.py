@@ -20,7 +20,12 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from sgbridge.roles.settings import ProcessSettings
-from sgbridge.workflows.settings import AudienceReconcileSettings, WorkflowEngineSettings, WorkflowSettings
+from sgbridge.workflows.settings import (
+    AudienceReconcileSettings,
+    SuppressionWatchSettings,
+    WorkflowEngineSettings,
+    WorkflowSettings,
+)
 
 SENDGRID_HOSTS = {"us": "https://api.sendgrid.com", "eu": "https://api.eu.sendgrid.com"}
 SEGMENT_HOSTS = {"us": "https://api.segment.io", "eu": "https://events.eu1.segmentapis.com"}
@@ -277,6 +282,7 @@ class Settings(BaseSettings):
     audience_reconcile: list[AudienceReconcileSettings] = Field(
         default_factory=list, description="scheduled reconciles of a SendGrid list with the audience membership "
         "sgbridge recorded (docs/workflows.md)")
+    suppression_watch: SuppressionWatchSettings = Field(default_factory=SuppressionWatchSettings)
 
     @field_validator("database_url")
     @classmethod
@@ -321,6 +327,18 @@ class Settings(BaseSettings):
                     raise ValueError(str(exc)) from None
         self.compiled_workflows()
         self._check_reconciles()
+        watch = self.suppression_watch
+        if watch.enabled and watch.source not in self.sources:
+            raise ValueError(f"suppression_watch.source: no source {watch.source!r} "
+                             f"(sources: {', '.join(self.sources)})")
+        if watch.enabled:
+            from sgbridge.workflows.language import WorkflowConfigError, duration
+
+            try:
+                if duration(watch.every, "suppression_watch.every") < 10:
+                    raise ValueError("suppression_watch.every: at least 10 s")
+            except WorkflowConfigError as exc:
+                raise ValueError(str(exc)) from None
         return self
 
     def _check_reconciles(self) -> None:
@@ -345,9 +363,9 @@ class Settings(BaseSettings):
                 raise ValueError(str(exc)) from None
 
     def workflows_wanted(self) -> bool:
-        """Workflows or audience reconciles are configured: the workflows role (and its intake,
-        which keeps the profiles) runs."""
-        return bool(self.workflows or self.audience_reconcile)
+        """Workflows, audience reconciles or the suppression watch are configured: the workflows
+        role (and its intake, which keeps the profiles) runs."""
+        return bool(self.workflows or self.audience_reconcile or self.suppression_watch.enabled)
 
     def compiled_workflows(self) -> dict[str, Any]:
         """The workflows, checked and compiled (sgbridge.workflows.language.Workflow), by name."""

@@ -21,7 +21,12 @@ from sgbridge.settings import (
     SyncSettings,
     WarehouseSettings,
 )
-from sgbridge.workflows.settings import AudienceReconcileSettings, WorkflowEngineSettings, WorkflowSettings
+from sgbridge.workflows.settings import (
+    AudienceReconcileSettings,
+    SuppressionWatchSettings,
+    WorkflowEngineSettings,
+    WorkflowSettings,
+)
 
 _SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("", Settings, "Top level"),
@@ -43,6 +48,8 @@ _SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("workflow_engine", WorkflowEngineSettings, "Workflow engine (the `workflows` role)"),
     ("audience_reconcile", AudienceReconcileSettings, "Audience reconciles (`[[audience_reconcile]]`, one table "
      "each; template 2 in [workflow-templates.md](workflow-templates.md))"),
+    ("suppression_watch", SuppressionWatchSettings, "Suppression watch (SendGrid's suppression lists → events; "
+     "[workflows.md](workflows.md))"),
 ]
 
 

@@ -97,8 +97,9 @@ class WorkflowIntake:
         self.clock = clock
         self.on_ready = on_ready
         self._user_id_arg = {name: s.user_id_arg for name, s in settings.sources.items()}
-        # Audience reconciles read the membership the profiles of addresses recorded.
-        reconciled = {("email",)} if settings.audience_reconcile else set()
+        # Audience reconciles read the membership the profiles of addresses recorded,
+        # and the suppression watch the opt-outs they know.
+        reconciled = {("email",)} if settings.audience_reconcile or settings.suppression_watch.enabled else set()
         self._key_configs = sorted({w.keys for w in workflows.values()} | reconciled)
         # By the event name a condition requires ("" for none): an event is tested against the
         # conditions that can match it only.

@@ -204,6 +204,13 @@ class Journal:
     # -- inbound --------------------------------------------------------------------------
     async def append(self, request: InboundRequest) -> AppendResult:
         """Store a request and its events; returns only after the commit is durable."""
+        return await asyncio.wrap_future(self._submit(self._append_job(request), appends=True))
+
+    def append_sync(self, request: InboundRequest) -> AppendResult:
+        """``append`` from a thread that is not the event loop's (a poller in a worker thread)."""
+        return self._submit(self._append_job(request), appends=True).result()
+
+    def _append_job(self, request: InboundRequest) -> Callable[[Any], AppendResult]:
         dialect = self.dialect
 
         def job(conn: Any) -> AppendResult:
@@ -220,7 +227,7 @@ class Journal:
             accepted = dialect.insert_events(conn, rows) if rows else 0
             return AppendResult(accepted, len(rows) - accepted, request_id)
 
-        return await self.run(job, appends=True)
+        return job
 
     # -- delivery: windows over the log ---------------------------------------------------
     async def claim_window(self, destination: str, owner: str, limit: int, lease: float,

@@ -12,7 +12,7 @@ processes never take the same run.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,11 +97,14 @@ class WorkflowRuns:
 
     # -- inside an intake job ------------------------------------------------------------
     def profiles(self, conn: Any, keys: Sequence[str]) -> dict[str, tuple[dict[str, Any], int]]:
+        """The profiles of these keys (locked on PostgreSQL until the window's transaction ends: a
+        runner's ``change_profile`` waits for it, or it for the runner)."""
         out: dict[str, tuple[dict[str, Any], int]] = {}
         for part in _chunks(list(keys)):
             marks = ",".join("?" * len(part))
             for key, traits, seq in conn.execute(self.q(
-                    f"SELECT profile_key, traits, seq FROM profiles WHERE profile_key IN ({marks})"), tuple(part)):
+                    f"SELECT profile_key, traits, seq FROM profiles WHERE profile_key IN ({marks}){self._lock}"),
+                    tuple(part)):
                 out[key] = (orjson.loads(traits), int(seq))
         return out
 
@@ -214,6 +217,15 @@ class WorkflowRuns:
         row = await self.journal.run(lambda conn: conn.execute(self.q(
             "SELECT COUNT(*) FROM wf_runs WHERE due_at IS NOT NULL AND state = ?"), (WAITING,)).fetchone())
         return int(row[0])
+
+    async def change_profile(self, key: str, change: Callable[[dict[str, Any]], Any], now: float) -> None:
+        """Change one profile's traits outside the intake (what a workflow step did to SendGrid)."""
+        def job(conn: Any) -> None:
+            found = self.profiles(conn, [key]).get(key, ({}, 0))
+            change(found[0])
+            self.save_profiles(conn, [(key, found[0], found[1])], now)
+
+        await self.journal.run(job)
 
     async def profile(self, key: str) -> dict[str, Any]:
         def job(conn: Any) -> dict[str, Any]:

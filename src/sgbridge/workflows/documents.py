@@ -70,6 +70,20 @@ def _group_of(event: dict[str, Any]) -> int | None:
         return None
 
 
+def set_suppressed(traits: dict[str, Any], group: int | None, suppressed: bool) -> None:
+    """A profile's opt-out state: on the global list (``group`` None: ``unsubscribed``) or in a group."""
+    if group is None:
+        traits["unsubscribed"] = suppressed
+        return
+    groups = {int(g) for g in traits.get(UNSUBSCRIBED_GROUPS) or [] if isinstance(g, int)}
+    traits[UNSUBSCRIBED_GROUPS] = sorted(groups | {group} if suppressed else groups - {group})
+    traits[GROUP_FLAG.format(group)] = suppressed
+
+
+def is_suppressed(traits: dict[str, Any], group: int | None) -> bool:
+    return traits.get("unsubscribed" if group is None else GROUP_FLAG.format(group)) is True
+
+
 def opt_out_traits(event: dict[str, Any]) -> dict[str, Any]:
     """The opt-out traits a SendGrid event sets (empty for others): what an identify step sends to
     Segment as ``$.opt_out`` — only what this event changed, never what came from Segment."""
@@ -139,10 +153,7 @@ def apply_to_profile(traits: dict[str, Any], event: dict[str, Any]) -> bool:
         changed = True
     if kind in ("group_unsubscribe", "group_resubscribe") and (group := _group_of(event)) is not None:
         out = kind == "group_unsubscribe"
-        groups = {int(g) for g in traits.get(UNSUBSCRIBED_GROUPS) or [] if isinstance(g, int)}
-        groups = groups | {group} if out else groups - {group}
-        traits[UNSUBSCRIBED_GROUPS] = sorted(groups)
-        traits[GROUP_FLAG.format(group)] = out
+        set_suppressed(traits, group, out)
         traits["last_group_unsubscribe_at" if out else "last_group_resubscribe_at"] = event.get("timestamp")
         changed = True
     email = email_of(event)

@@ -53,7 +53,7 @@ from sgbridge.mappings import MappingError, SubscriptionError
 from sgbridge.outcomes import Delivered, Retry
 from sgbridge.routing.sendgrid_to_segment import iso_utc_ms
 from sgbridge.settings import ActionDestinationSettings
-from sgbridge.workflows.documents import WORKFLOWS_LIBRARY, segment_call, visible
+from sgbridge.workflows.documents import WORKFLOWS_LIBRARY, segment_call, set_suppressed, visible
 from sgbridge.workflows.language import (
     Action,
     AllOf,
@@ -80,6 +80,7 @@ from sgbridge.workflows.settings import WorkflowEngineSettings
 
 log = logging.getLogger(__name__)
 PRUNE_EVERY_SECONDS = 600.0
+SUPPRESSIONS = ("addSuppression", "removeSuppression")  # sendgrid actions whose effect the profile keeps
 REPLAYS_EVERY_SECONDS = 1.0  # how often the runner looks for replayed dead letters
 GAUGE_EVERY_SECONDS = 10.0  # sgbridge_workflow_timers_pending
 
@@ -381,6 +382,8 @@ class Engine:
         except Exception as exc:  # ours or the network's: tried again like a transient failure
             log.exception("workflow %s run %d: action step %s failed", workflow.name, run.id, step.name)
             result = StepResult(RETRY, f"{type(exc).__name__}: {exc}")
+        if result.kind == OK and step.subscribed is not None and step.subscribed.action.key in SUPPRESSIONS:
+            await self._remember_suppression(step, event, now)
         if result.kind in (OK, DROPPED):
             output = result.output if result.kind == OK else {"dropped": result.message}
             steps_log.append((here, step.kind, "done" if result.kind == OK else "skipped", now, output))
@@ -426,6 +429,21 @@ class Engine:
             return self._again(run, step, result.message, result.after, now, steps_log)
         steps_log.append((here, step.kind, "failed", now, {"message": result.message}))
         return FAILED, None, f"step {step.name}: rejected: {result.message}"
+
+    async def _remember_suppression(self, step: Action, event: dict[str, Any], now: float) -> None:
+        """What a suppression step did to SendGrid, in the profile of the address: the suppression
+        watch then takes the list's new entry for what it is (not an opt-out to send to Segment)."""
+        assert step.subscribed is not None
+        try:
+            payload = build_payload(step.subscribed.action, step.subscribed.compiled, event)
+        except Exception:  # it was just sent, so it builds; a failure here only costs the remembering
+            log.warning("workflow step %s: the suppression could not be remembered", step.name, exc_info=True)
+            return
+        email, group = payload.get("email"), payload.get("group_id")
+        if isinstance(email, str) and email:
+            add = step.subscribed.action.key == "addSuppression"
+            await self.runs.change_profile(f"email:{email.strip().lower()}", lambda traits: set_suppressed(
+                traits, int(group) if isinstance(group, int) else None, add), now)
 
     def _again(self, run: RunRow, step: Step, message: str, after: float | None, now: float,
                steps_log: list[tuple[str, str, str, float, Any]]) -> tuple[str, float | None, str | None]:

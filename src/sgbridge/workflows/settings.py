@@ -81,3 +81,23 @@ class AudienceReconcileSettings(BaseModel):
     max_fixes: int = Field(1000, ge=0, description="more drift than this is reported, not fixed (a safety "
                            "stop: a journal restored from an old backup must not empty a list)")
     enabled: bool = Field(True, description="false: not scheduled (sgbridge audiences reconcile still runs it)")
+
+
+SuppressionList = Literal["unsubscribes", "group_unsubscribes", "spam_reports", "bounces"]
+SUPPRESSION_LISTS: tuple[SuppressionList, ...] = ("unsubscribes", "group_unsubscribes", "spam_reports", "bounces")
+
+
+class SuppressionWatchSettings(BaseModel):
+    """SendGrid's suppression lists read on a schedule: an opt-out no webhook event announced (an
+    address suppressed in SendGrid's UI, by its API, by a bounce) becomes a SendGrid event of the
+    journal, as the webhook's would be (docs/workflows.md, "Opt-outs from SendGrid's lists")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(False, description="read the suppression lists (the workflows role runs it)")
+    source: str = Field("default", description="the SendGrid source whose api_key and api_endpoint are used, "
+                        "and under which the events are stored")
+    every: str = Field("5m", description="how often the lists are read")
+    lists: list[SuppressionList] = Field(
+        default_factory=lambda: list(SUPPRESSION_LISTS),
+        description="which lists: the global unsubscribes, the unsubscribe groups' members, spam reports, bounces")
