@@ -27,7 +27,7 @@ from sgbridge.mappings._js import to_string
 from sgbridge.mappings.subscriptions import Subscription
 from sgbridge.model import StoredEvent
 from sgbridge.settings import Settings
-from sgbridge.workflows.documents import apply_to_profile, key_of, opt_out_traits, segment_call, visible
+from sgbridge.workflows.documents import TraitNames, apply_to_profile, key_of, opt_out_traits, segment_call, visible
 from sgbridge.workflows.language import AllOf, AnyOf, Condition, Count, Fql, Not, WaitFor, Workflow, parse_position
 
 NAME = "workflows"
@@ -97,6 +97,7 @@ class WorkflowIntake:
         self.clock = clock
         self.on_ready = on_ready
         self._user_id_arg = {name: s.user_id_arg for name, s in settings.sources.items()}
+        self.names = TraitNames(settings.workflow_engine.trait_names)
         # Audience reconciles read the membership the profiles of addresses recorded,
         # and the suppression watch the opt-outs they know.
         reconciled = {("email",)} if settings.audience_reconcile or settings.suppression_watch.enabled else set()
@@ -153,12 +154,12 @@ class WorkflowIntake:
             for key in {k for k in keys.values() if k is not None}:
                 traits, last = profiles.get(key, ({}, 0))
                 if seq > last:
-                    apply_to_profile(traits, call)
+                    apply_to_profile(traits, call, self.names)
                     profiles[key] = (traits, seq)
                     changed.add(key)
             self._count(conn, seq, doc, keys, now)
             ready += self._hand_over(conn, seq, doc, keys, active, now)
-            ready += self._start(conn, seq, doc, keys, active, now, opt_out_traits(call))
+            ready += self._start(conn, seq, doc, keys, active, now, opt_out_traits(call, self.names))
         self.runs.save_profiles(conn, [(k, *profiles[k]) for k in sorted(changed)], now)
         return ready
 

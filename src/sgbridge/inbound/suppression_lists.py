@@ -33,7 +33,7 @@ from sgbridge.model import InboundRequest
 from sgbridge.settings import Settings
 from sgbridge.sync.api import SyncApi
 from sgbridge.sync.pages import offset_pages
-from sgbridge.workflows.documents import is_suppressed
+from sgbridge.workflows.documents import TraitNames, is_suppressed
 from sgbridge.workflows.language import duration
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,7 @@ class SuppressionWatch:
         self.journal = journal
         self.transport = transport  # tests: the API client's transport
         self.runs = WorkflowRuns(journal)
+        self.names = TraitNames(settings.workflow_engine.trait_names)
         self._cancel = threading.Event()
         self._stop = asyncio.Event()
 
@@ -109,8 +110,8 @@ class SuppressionWatch:
         found = next(iter(traits.values()), ({}, 0))[0]
         kind = event["event"]
         if kind in _KNOWN_FLAG:
-            return found.get(_KNOWN_FLAG[kind]) is True
-        return is_suppressed(found, event.get("asm_group_id") if kind == "group_unsubscribe" else None)
+            return found.get(self.names(_KNOWN_FLAG[kind])) is True
+        return is_suppressed(found, event.get("asm_group_id") if kind == "group_unsubscribe" else None, self.names)
 
     def poll_once(self) -> dict[str, int]:
         """Read each list from where it stood; store the new entries. New events stored, by list."""

@@ -8,6 +8,8 @@ SendGrid's events (names: ``ENGAGEMENT_TRAITS``, documented in docs/workflows.md
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -30,7 +32,42 @@ ENGAGEMENT_TRAITS: dict[str, tuple[str | None, str | None, str | None]] = {
 # Unsubscribe groups: the ids a contact is out of (a list), and a flag per group, true on
 # group_unsubscribe, false on group_resubscribe (``unsubscribed_group_42``).
 UNSUBSCRIBED_GROUPS = "unsubscribed_groups"
-GROUP_FLAG = "unsubscribed_group_{}"
+GROUP_FLAG = "unsubscribed_group_<id>"
+GROUP_TIMES = ("last_group_unsubscribe_at", "last_group_resubscribe_at")
+# Every trait name sgbridge computes (workflow_engine.trait_names renames them).
+COMPUTED_TRAITS = frozenset({n for names in ENGAGEMENT_TRAITS.values() for n in names if n}
+                            | {UNSUBSCRIBED_GROUPS, GROUP_FLAG, *GROUP_TIMES})
+
+
+@dataclass(frozen=True, slots=True)
+class TraitNames:
+    """The names of the computed traits, with the configured renames."""
+
+    renames: Mapping[str, str] = field(default_factory=dict)
+
+    def __call__(self, name: str) -> str:
+        return self.renames.get(name, name)
+
+    def group(self, group: int) -> str:
+        return self(GROUP_FLAG).replace("<id>", str(group))
+
+
+DEFAULT_NAMES = TraitNames()
+
+
+def check_trait_names(renames: Mapping[str, str]) -> None:
+    """ValueError for a rename of a name sgbridge does not compute, or a clash."""
+    for name, new in renames.items():
+        if name not in COMPUTED_TRAITS:
+            raise ValueError(f"workflow_engine.trait_names.{name}: not a trait sgbridge computes "
+                             f"({', '.join(sorted(COMPUTED_TRAITS))})")
+        if not isinstance(new, str) or not new.strip():
+            raise ValueError(f"workflow_engine.trait_names.{name}: a trait name")
+        if name == GROUP_FLAG and "<id>" not in new:
+            raise ValueError(f"workflow_engine.trait_names.{name}: must contain <id> (the group's id)")
+    final = [renames.get(n, n) for n in COMPUTED_TRAITS]
+    if len(set(final)) != len(final):
+        raise ValueError("workflow_engine.trait_names: two computed traits would have the same name")
 # What sgbridge itself sends to Segment: its track calls of SendGrid's events, and the identify
 # calls of workflow steps. Coming back through Segment (a Segment destination pointed at
 # sgbridge), they are echoes, not events: workflows ignore them, so nothing goes round in circles.
@@ -70,21 +107,22 @@ def _group_of(event: dict[str, Any]) -> int | None:
         return None
 
 
-def set_suppressed(traits: dict[str, Any], group: int | None, suppressed: bool) -> None:
+def set_suppressed(traits: dict[str, Any], group: int | None, suppressed: bool,
+                   names: TraitNames = DEFAULT_NAMES) -> None:
     """A profile's opt-out state: on the global list (``group`` None: ``unsubscribed``) or in a group."""
     if group is None:
-        traits["unsubscribed"] = suppressed
+        traits[names("unsubscribed")] = suppressed
         return
-    groups = {int(g) for g in traits.get(UNSUBSCRIBED_GROUPS) or [] if isinstance(g, int)}
-    traits[UNSUBSCRIBED_GROUPS] = sorted(groups | {group} if suppressed else groups - {group})
-    traits[GROUP_FLAG.format(group)] = suppressed
+    groups = {int(g) for g in traits.get(names(UNSUBSCRIBED_GROUPS)) or [] if isinstance(g, int)}
+    traits[names(UNSUBSCRIBED_GROUPS)] = sorted(groups | {group} if suppressed else groups - {group})
+    traits[names.group(group)] = suppressed
 
 
-def is_suppressed(traits: dict[str, Any], group: int | None) -> bool:
-    return traits.get("unsubscribed" if group is None else GROUP_FLAG.format(group)) is True
+def is_suppressed(traits: dict[str, Any], group: int | None, names: TraitNames = DEFAULT_NAMES) -> bool:
+    return traits.get(names("unsubscribed") if group is None else names.group(group)) is True
 
 
-def opt_out_traits(event: dict[str, Any]) -> dict[str, Any]:
+def opt_out_traits(event: dict[str, Any], names: TraitNames = DEFAULT_NAMES) -> dict[str, Any]:
     """The opt-out traits a SendGrid event sets (empty for others): what an identify step sends to
     Segment as ``$.opt_out`` — only what this event changed, never what came from Segment."""
     kind = event.get("_sendgrid_event")
@@ -92,9 +130,9 @@ def opt_out_traits(event: dict[str, Any]) -> dict[str, Any]:
     if kind in ("unsubscribe", "spamreport", "bounce"):
         flag = ENGAGEMENT_TRAITS[str(kind)][2]
         assert flag is not None
-        traits[flag] = True
+        traits[names(flag)] = True
     elif kind in ("group_unsubscribe", "group_resubscribe") and (group := _group_of(event)) is not None:
-        traits[GROUP_FLAG.format(group)] = kind == "group_unsubscribe"
+        traits[names.group(group)] = kind == "group_unsubscribe"
     if traits and (email := email_of(event)):
         traits["email"] = email
     return traits
@@ -126,7 +164,7 @@ def key_of(event: dict[str, Any], keys: tuple[str, ...]) -> str | None:
     return None
 
 
-def apply_to_profile(traits: dict[str, Any], event: dict[str, Any]) -> bool:
+def apply_to_profile(traits: dict[str, Any], event: dict[str, Any], names: TraitNames = DEFAULT_NAMES) -> bool:
     """Change ``traits`` by one event; True if anything changed."""
     changed = False
     if event.get("type") == "identify" and isinstance(event.get("traits"), dict):
@@ -145,16 +183,16 @@ def apply_to_profile(traits: dict[str, Any], event: dict[str, Any]) -> bool:
         when, count, flag = ENGAGEMENT_TRAITS[kind]
         stamp = event.get("timestamp")
         if when:
-            traits[when] = stamp
+            traits[names(when)] = stamp
         if count:
-            traits[count] = int(traits.get(count) or 0) + 1
+            traits[names(count)] = int(traits.get(names(count)) or 0) + 1
         if flag:
-            traits[flag] = True
+            traits[names(flag)] = True
         changed = True
     if kind in ("group_unsubscribe", "group_resubscribe") and (group := _group_of(event)) is not None:
         out = kind == "group_unsubscribe"
-        set_suppressed(traits, group, out)
-        traits["last_group_unsubscribe_at" if out else "last_group_resubscribe_at"] = event.get("timestamp")
+        set_suppressed(traits, group, out, names)
+        traits[names(GROUP_TIMES[0] if out else GROUP_TIMES[1])] = event.get("timestamp")
         changed = True
     email = email_of(event)
     if email and "email" not in traits:

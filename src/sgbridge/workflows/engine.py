@@ -53,7 +53,7 @@ from sgbridge.mappings import MappingError, SubscriptionError
 from sgbridge.outcomes import Delivered, Retry
 from sgbridge.routing.sendgrid_to_segment import iso_utc_ms
 from sgbridge.settings import ActionDestinationSettings
-from sgbridge.workflows.documents import WORKFLOWS_LIBRARY, segment_call, set_suppressed, visible
+from sgbridge.workflows.documents import WORKFLOWS_LIBRARY, TraitNames, segment_call, set_suppressed, visible
 from sgbridge.workflows.language import (
     Action,
     AllOf,
@@ -442,8 +442,9 @@ class Engine:
         email, group = payload.get("email"), payload.get("group_id")
         if isinstance(email, str) and email:
             add = step.subscribed.action.key == "addSuppression"
+            names = TraitNames(self.settings.trait_names)
             await self.runs.change_profile(f"email:{email.strip().lower()}", lambda traits: set_suppressed(
-                traits, int(group) if isinstance(group, int) else None, add), now)
+                traits, int(group) if isinstance(group, int) else None, add, names), now)
 
     def _again(self, run: RunRow, step: Step, message: str, after: float | None, now: float,
                steps_log: list[tuple[str, str, str, float, Any]]) -> tuple[str, float | None, str | None]:

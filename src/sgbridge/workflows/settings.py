@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 
 class WorkflowSettings(BaseModel):
@@ -61,6 +61,17 @@ class WorkflowEngineSettings(BaseModel):
                                                     "profiles.euw1.segment.com")
     profile_api_endpoint: str | None = Field(None, description="Profile API base URL override (the emulator)")
     profile_cache_seconds: float = Field(60.0, ge=0, description="how long a profile read from Segment is reused")
+    trait_names: dict[str, str] = Field(default_factory=dict, description="renames of the traits sgbridge "
+                                        "computes, e.g. { last_email_opened_at = \"sendgrid_last_open\", "
+                                        "unsubscribed_group_<id> = \"sg_group_<id>_out\" } (names: docs/workflows.md)")
+
+    @field_validator("trait_names")
+    @classmethod
+    def _known_names(cls, value: dict[str, str]) -> dict[str, str]:
+        from sgbridge.workflows.documents import check_trait_names
+
+        check_trait_names(value)
+        return value
 
 
 class AudienceReconcileSettings(BaseModel):
