@@ -32,7 +32,7 @@ from sgbridge.journal.workflow_runs import WorkflowRuns
 from sgbridge.model import InboundRequest
 from sgbridge.settings import Settings
 from sgbridge.sync.api import SyncApi
-from sgbridge.sync.pages import offset_pages
+from sgbridge.sync.pages import offset_pages, one_page
 from sgbridge.workflows.documents import TraitNames, is_suppressed
 from sgbridge.workflows.language import duration
 
@@ -131,7 +131,10 @@ class SuppressionWatch:
         since, seen = mark if mark is not None else (None, set())
         params = {} if since is None else {"start_time": int(since)}
         newest, at_newest, events = since, set(seen), []
-        for page in offset_pages(api, path, PAGE, params):
+        # The groups' members come in one answer (the endpoint declares no paging, as the object sync
+        # reads it); the other lists page with limit/offset from start_time.
+        pages = one_page(api, path) if name == "group_unsubscribes" else offset_pages(api, path, PAGE, params)
+        for page in pages:
             for row in page:
                 event = _event(name, row)
                 if event is None or (since is not None and event["timestamp"] < since):
