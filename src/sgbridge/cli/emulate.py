@@ -87,3 +87,58 @@ def emulate_sendgrid_webhook(target: str, rate: float, batch_size: int, duration
         target, rate, batch_size, duration, total if (total or duration) else 1000, pem, seed=seed,
         concurrency=concurrency, use_gzip=use_gzip, duplicate_fraction=duplicates, changed_id_fraction=changed_ids,
         save_private_key=Path(save_private_key) if save_private_key else None, echo=click.echo))
+
+
+def _pairs(values: tuple[str, ...], hint: str, metavar: str) -> dict[str, str] | None:
+    if not values:
+        return None
+    pairs = dict(v.split("=", 1) for v in values if "=" in v and v.split("=", 1)[0] and v.split("=", 1)[1])
+    if len(pairs) != len(values):
+        raise click.BadParameter(f"use {metavar}", param_hint=hint)
+    return pairs
+
+
+@emulate.command("dotdigital")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8767, show_default=True)
+@click.option("--user", "users", multiple=True, metavar="USER=PASSWORD",
+              help="Accepted API user (repeat; default: any non-empty user and password).")
+@click.option("--region", type=click.Choice(["r1", "r2", "r3"]), default="r1", show_default=True,
+              help="The account's region: other regions' API hosts answer 403.")
+@click.option("--job-delay", type=float, default=1.0, show_default=True,
+              help="Seconds before enrolments finish and campaign sends are sent.")
+def emulate_dotdigital(host: str, port: int, users: tuple[str, ...], region: str, job_delay: float) -> None:
+    """Dotdigital API emulator (contacts v3, lists, data fields, programs, campaigns, email, SMS, /_emulator/*)."""
+    import asyncio
+
+    from sgbridge.emulators.dotdigital import serve_dotdigital_emulator
+
+    accepted = _pairs(users, "--user", "USER=PASSWORD")
+    click.echo(f"Dotdigital emulator ({region}) on http://{host}:{port} "
+               "(seed /_emulator/data-fields, /_emulator/lists; inspect /_emulator/contacts, /_emulator/requests)")
+    asyncio.run(serve_dotdigital_emulator(host, port, accepted, region=region, job_delay_seconds=job_delay,
+                                          log_level="warning"))
+
+
+@emulate.command("twilio")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8768, show_default=True)
+@click.option("--account", "accounts", multiple=True, metavar="SID=TOKEN",
+              help="Account SID and auth token (repeat; default: one test account, printed at start).")
+@click.option("--from", "numbers", multiple=True, metavar="+1555...",
+              help="A phone number of the accounts that may be From (repeat; default +15005550006).")
+@click.option("--status-delay", type=float, default=0.5, show_default=True,
+              help="Seconds between two statuses of a message (queued, sending, sent, delivered).")
+def emulate_twilio(host: str, port: int, accounts: tuple[str, ...], numbers: tuple[str, ...],
+                   status_delay: float) -> None:
+    """Twilio Messages API emulator (send, fetch, statuses, signed status callbacks, /_emulator/*)."""
+    import asyncio
+
+    from sgbridge.emulators.twilio import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, DEFAULT_FROM, serve_twilio_emulator
+
+    pairs = _pairs(accounts, "--account", "SID=TOKEN")
+    shown = pairs or {DEFAULT_ACCOUNT_SID: DEFAULT_AUTH_TOKEN}
+    click.echo(f"Twilio emulator on http://{host}:{port} (accounts: {', '.join(shown)}; "
+               f"From: {', '.join(numbers or (DEFAULT_FROM,))}; inspect /_emulator/messages, /_emulator/callbacks)")
+    asyncio.run(serve_twilio_emulator(host, port, pairs, numbers=numbers or (DEFAULT_FROM,),
+                                      status_delay_seconds=status_delay, log_level="warning"))
