@@ -3,6 +3,10 @@
 // so sgbridge's destination, action, setting and field names, defaults, default triggers and
 // payload schemas are Segment's own rather than re-typed.
 //
+// Also writes dotdigital.json and dotdigital-audiences.json (Segment's Dotdigital and Dotdigital
+// Audiences destinations). Those two are not registered in catalog.py's SEGMENT_DESTINATIONS
+// until sgbridge has code for them.
+//
 //   bash ../shared/tools/segment-oracle/install.sh          # into /tmp/oracle
 //   node tools/generate_action_catalog.js [/tmp/oracle]
 const fs = require('fs')
@@ -20,7 +24,7 @@ function plainField(field) {
   return copy
 }
 
-for (const name of ['sendgrid', 'sendgrid-audiences', 'webhook']) {
+for (const name of ['sendgrid', 'sendgrid-audiences', 'webhook', 'dotdigital', 'dotdigital-audiences']) {
   const definition = require(path.join(modules, '@segment/action-destinations/dist/destinations', name)).default
   const actions = {}
   for (const [key, action] of Object.entries(definition.actions)) {
