@@ -98,7 +98,8 @@ class ActionRunner:
         self.clock = clock
         api_key = str(settings.get("sendGridApiKey") or "")
         base = endpoint or settings.get("endpoint") or GLOBAL_ENDPOINT
-        self.api = SendGridApi(client, api_key, str(base), max_concurrency=max_concurrency, on_request=on_request)
+        self.api = SendGridApi.with_key(client, api_key, str(base), max_concurrency=max_concurrency,
+                                        on_request=on_request)
         self.context = Context(self.api, client, mail_guard or MailGuard(), job_poll_seconds=job_poll_seconds,
                                job_timeout_seconds=job_timeout_seconds, webhook_on_request=on_request)
         self.audience_lists = AudienceLists(self.api)
