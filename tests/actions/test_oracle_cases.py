@@ -65,10 +65,7 @@ KNOWN_SCENARIOS = {
                                    "the order of the events; sgbridge runs a contact's events in order",
 }
 # Below 99 % because of real differences, reported for the owner to decide (measured rates).
-XFAIL = {
-    "sendgrid": "measured 313/317 = 98.7%: a one-element array in a string field (first_name: ['x']) is "
-                "refused by Segment's schema check, sgbridge sends it as 'x'",
-}
+XFAIL: dict[str, str] = {}
 
 
 # -- the mock server, as the oracle picks its answers ----------------------------------------------

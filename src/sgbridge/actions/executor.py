@@ -63,11 +63,16 @@ async def execute(events: Sequence[PlannedEvent], ctx: Context, runners: dict[in
     queues: dict[int, list[Item]] = {}
     items_of: dict[int, list[Item]] = {}
     for index, event in enumerate(events):
-        items = [Item(event, op, groups.of(index)) for op in event.operations] if event.invalid is None else []
+        items = [Item(event, op, groups.of(index), chain=event.chain_of(n)) for n, op in enumerate(event.operations)] \
+            if event.invalid is None else []
         items_of[event.ref] = items
         for item in items:
             queues.setdefault(item.group, []).append(item)
     blocked: set[int] = set()
+    # An action's step that was refused ends that action for that event: its later steps are not
+    # run (a removal after an upsert SendGrid refused is not sent), as Segment's code stops at the
+    # first error. The event's other actions, and the group's other events, go on.
+    refused: set[tuple[int, int]] = set()
     while any(queues.values()):
         round_items: list[Item] = []
         for group, queue in queues.items():
@@ -76,12 +81,15 @@ async def execute(events: Sequence[PlannedEvent], ctx: Context, runners: dict[in
         if not round_items:
             break
         for phase in sorted({i.op.phase for i in round_items}):
-            todo = [i for i in round_items if i.op.phase == phase and i.group not in blocked]
+            todo = [i for i in round_items if i.op.phase == phase and i.group not in blocked
+                    and (i.event.ref, i.chain) not in refused]
             if todo:
                 await runners[phase](todo, ctx)
             for item in todo:
                 if item.result is not None and item.result.kind == RETRY:
                     blocked.add(item.group)
+                elif item.result is not None and item.result.kind == REJECTED:
+                    refused.add((item.event.ref, item.chain))
         queues = {g: q for g, q in queues.items() if q and g not in blocked}
     results: list[EventResult] = []
     for event in events:

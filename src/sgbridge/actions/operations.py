@@ -113,3 +113,12 @@ class PlannedEvent:
     invalid: Invalid | None = None
     skipped: str | None = None  # why no subscription applies (dropped, not an error)
     order_key: str | None = None  # extra ordering identity (the Segment userId / anonymousId)
+    # Where each subscription's operations end in ``operations``: one action's steps are a chain,
+    # and a refused step ends its chain (Segment's action stops at the first error it throws).
+    chain_ends: list[int] = field(default_factory=list)
+
+    def chain_of(self, index: int) -> int:
+        for chain, end in enumerate(self.chain_ends):
+            if index < end:
+                return chain
+        return len(self.chain_ends)

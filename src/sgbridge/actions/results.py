@@ -30,6 +30,7 @@ class Item:
     op: Operation
     group: int
     result: OpResult | None = None
+    chain: int = 0  # which of the event's actions it belongs to (PlannedEvent.chain_ends)
 
     def settle(self, result: OpResult) -> None:
         if self.result is None or _SEVERITY[result.kind] >= _SEVERITY[self.result.kind]:

@@ -112,6 +112,7 @@ class ActionRunner:
                 if not ignore_triggers and sub.trigger is not None and not sub.trigger.matches(event):
                     continue
                 planned.operations.extend(self._operations(sub, event))
+                planned.chain_ends.append(len(planned.operations))
             except Skip as exc:
                 planned.skipped = str(exc)
             except Invalid as exc:

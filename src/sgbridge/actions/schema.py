@@ -189,6 +189,13 @@ def _date_like(value: str) -> bool:
         return False
 
 
+class _Unwrapped:
+    """A one-element array whose element already had an allowed type (ajv refuses it)."""
+
+    def __init__(self, element: Any) -> None:
+        self.element = element
+
+
 class _Validator:
     def __init__(self) -> None:
         self.errors: list[str] = []
@@ -204,9 +211,10 @@ class _Validator:
         types = _types(schema)
         if types and not any(_type_ok(value, t) for t in types):
             coerced = self._coerce(value, types)
-            if coerced is _DROP:
+            if coerced is _DROP or isinstance(coerced, _Unwrapped):
                 expected = _humanize(types, "or")
-                self.fail(schema, path, f"must be {_article(expected)} {expected} but it was {_js_type_of(value)}")
+                shown = coerced.element if isinstance(coerced, _Unwrapped) else value
+                self.fail(schema, path, f"must be {_article(expected)} {expected} but it was {_js_type_of(shown)}")
                 return value
             value = coerced
         if "enum" in schema and value not in schema["enum"]:
@@ -230,8 +238,11 @@ class _Validator:
             return [value]  # coerceTypes: "array"
         if isinstance(value, list) and len(value) == 1 and "array" not in types:
             value = value[0]
-            if any(_type_ok(value, t) for t in types):
-                return value
+            if value is not None and any(_type_ok(value, t) for t in types):
+                # ajv (coerceTypes "array") unwraps the element, finds no coercion to make, and
+                # reports a type error naming the element's type: ["x"] for a string field is
+                # refused ("must be a string or null but it was a string"), [5] becomes "5".
+                return _Unwrapped(value)
         for target in _COERCE_ORDER:
             if target in types:
                 coerced = _coerce_scalar(value, target)
