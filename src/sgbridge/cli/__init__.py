@@ -4,7 +4,7 @@
 |---|---|
 | ``serve`` | ``serve`` (the supervised roles, or ``--role`` in this process) |
 | ``demo`` | ``demo`` |
-| ``emulate`` | ``emulate segment``, ``emulate sendgrid``, ``emulate sendgrid-webhook`` |
+| ``emulate`` | ``emulate segment | sendgrid | sendgrid-webhook | dotdigital | twilio`` |
 | ``actions`` | ``actions list``, ``actions test``, ``actions reference`` |
 | ``dead_letters`` | ``dead-letters list``, ``dead-letters replay`` |
 | ``events`` | ``status``, ``events show`` |
