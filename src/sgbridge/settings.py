@@ -229,9 +229,11 @@ class SubscriptionSettings(_Section):
 class ActionDestinationSettings(_Section):
     """A Segment-style destination fed by Segment events: its settings and its subscriptions."""
 
-    destination: str = Field("sendgrid", description="sendgrid, sendgrid-audiences or webhook")
+    destination: str = Field("sendgrid", description="sendgrid, sendgrid-audiences, webhook or dotdigital")
     settings: dict[str, Any] = Field(default_factory=dict, description="the destination's Segment settings, "
-                                     "e.g. sendGridApiKey, endpoint (sendGridApiKey defaults to SENDGRID_API_KEY)")
+                                     "e.g. sendGridApiKey, endpoint (sendGridApiKey defaults to SENDGRID_API_KEY); "
+                                     "Dotdigital's api_host, "
+                                     "username, password (DOTDIGITAL_API_USER, DOTDIGITAL_API_PASSWORD)")
     subscriptions: list[SubscriptionSettings] = Field(default_factory=list)
     endpoint: str | None = Field(None, description="API base URL override (emulator or proxy)")
     max_concurrency: int = Field(4, ge=1, le=64, description="API requests in flight for this destination")
@@ -251,6 +253,10 @@ class ActionDestinationSettings(_Section):
         if self.destination.startswith("sendgrid") and not settings.get("sendGridApiKey") \
                 and os.environ.get("SENDGRID_API_KEY"):
             settings["sendGridApiKey"] = os.environ["SENDGRID_API_KEY"]
+        if self.destination.removeprefix("actions-").startswith("dotdigital"):
+            for name, variable in (("username", "DOTDIGITAL_API_USER"), ("password", "DOTDIGITAL_API_PASSWORD")):
+                if not settings.get(name) and os.environ.get(variable):
+                    settings[name] = os.environ[variable]
         return settings
 
 

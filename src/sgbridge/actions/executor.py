@@ -19,7 +19,9 @@ from typing import Any
 
 import httpx
 
+from sgbridge.actions.http import ApiClient
 from sgbridge.actions.operations import (
+    DotdigitalStep,
     HttpCall,
     ListRemoval,
     Operation,
@@ -29,7 +31,6 @@ from sgbridge.actions.operations import (
 )
 from sgbridge.actions.ordering import Groups
 from sgbridge.actions.results import DROPPED, OK, REJECTED, RETRY, EventResult, Item, OpResult, combine
-from sgbridge.actions.sendgrid.api import SendGridApi
 
 PhaseRunner = Callable[[list[Item], "Context"], Awaitable[None]]
 
@@ -47,7 +48,7 @@ class MailGuard:
 
 @dataclass
 class Context:
-    api: SendGridApi
+    api: ApiClient  # the destination's (SendGridApi, DotdigitalApi)
     http: httpx.AsyncClient
     mail_guard: MailGuard = field(default_factory=MailGuard)
     replay: bool = False  # an operator asked for these events again: held messages may be sent
@@ -107,6 +108,8 @@ async def execute(events: Sequence[PlannedEvent], ctx: Context, runners: dict[in
 
 def commutes(later: Operation, earlier: Operation) -> bool:
     """Whether ``later`` may run before ``earlier`` (of the same group) without changing the end state."""
+    if isinstance(later, DotdigitalStep) or isinstance(earlier, DotdigitalStep):
+        return False  # a contact's Dotdigital actions run in the order of its events
     if isinstance(later, HttpCall) or isinstance(earlier, HttpCall):
         return not (isinstance(later, HttpCall) and isinstance(earlier, HttpCall))  # webhooks keep their order
     contact_ops = (Upsert, ListRemoval)

@@ -101,7 +101,22 @@ class HttpCall:
         return {}
 
 
-Operation = Upsert | ListRemoval | SuppressionChange | MailSend | HttpCall
+@dataclass
+class DotdigitalStep:
+    """One Dotdigital action for one event: its requests depend on each other (find the contact,
+    then act on its id), so the whole action is one operation, run in the contact's order."""
+
+    action: str
+    payload: dict[str, Any]
+    identity: dict[str, str]
+    key: str = ""  # the Segment messageId of a send (email, SMS, campaign): sent once, ever
+    phase: int = 6
+
+    def identifiers(self) -> dict[str, str]:
+        return self.identity
+
+
+Operation = Upsert | ListRemoval | SuppressionChange | MailSend | HttpCall | DotdigitalStep
 
 
 @dataclass

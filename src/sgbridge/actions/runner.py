@@ -15,8 +15,13 @@ from typing import Any
 
 import httpx
 
-from sgbridge.actions.catalog import GLOBAL_ENDPOINT, ActionSpec, find_action
+from sgbridge.actions.catalog import GLOBAL_ENDPOINT, ActionSpec, find_action, find_destination
+from sgbridge.actions.dotdigital.api import DEFAULT_HOST as DOTDIGITAL_HOST
+from sgbridge.actions.dotdigital.api import DotdigitalApi
+from sgbridge.actions.dotdigital.plans import PLANNERS as DOTDIGITAL_PLANNERS
+from sgbridge.actions.dotdigital.steps import run_dotdigital
 from sgbridge.actions.executor import Context, MailGuard, PhaseRunner, execute
+from sgbridge.actions.http import ApiClient
 from sgbridge.actions.operations import Invalid, Operation, PlannedEvent, Skip
 from sgbridge.actions.payload import build_payload, effective_mapping
 from sgbridge.actions.results import REJECTED, RETRY, EventResult
@@ -24,7 +29,8 @@ from sgbridge.actions.schema import PayloadInvalid
 from sgbridge.actions.sendgrid.api import Rejection, RequestHook, SendGridApi, Transient
 from sgbridge.actions.sendgrid.audience_lists import AudienceLists, needs_list, with_list_placeholder
 from sgbridge.actions.sendgrid.mail import run_mail
-from sgbridge.actions.sendgrid.plans import PLANNERS, says_membership
+from sgbridge.actions.sendgrid.plans import PLANNERS as SENDGRID_PLANNERS
+from sgbridge.actions.sendgrid.plans import says_membership
 from sgbridge.actions.sendgrid.removals import run_list_removals
 from sgbridge.actions.sendgrid.suppressions import run_suppressions
 from sgbridge.actions.sendgrid.upserts import run_upserts
@@ -33,8 +39,14 @@ from sgbridge.mappings import MappingError, SubscriptionError, validate_mapping
 from sgbridge.mappings.compiled import CompiledMapping
 from sgbridge.mappings.subscriptions import Subscription, parse_subscription
 
-RUNNERS: dict[int, PhaseRunner] = {0: run_upserts, 1: run_list_removals, 2: run_suppressions, 3: run_suppressions,
-                                   4: run_mail, 5: run_http_calls}
+# The API family of each destination, and its phases' runners (actions.operations: phases).
+FAMILIES = {"sendgrid": "sendgrid", "sendgrid-audiences": "sendgrid", "webhook": "sendgrid", "dotdigital": "dotdigital"}
+RUNNERS: dict[str, dict[int, PhaseRunner]] = {
+    "sendgrid": {0: run_upserts, 1: run_list_removals, 2: run_suppressions, 3: run_suppressions, 4: run_mail,
+                 5: run_http_calls},
+    "dotdigital": {6: run_dotdigital},
+}
+PLANNERS = {**SENDGRID_PLANNERS, **DOTDIGITAL_PLANNERS}
 
 
 class ConfigError(ValueError):
@@ -96,13 +108,23 @@ class ActionRunner:
         self.settings = settings
         self.subscriptions = list(subscriptions)
         self.clock = clock
-        api_key = str(settings.get("sendGridApiKey") or "")
-        base = endpoint or settings.get("endpoint") or GLOBAL_ENDPOINT
-        self.api = SendGridApi.with_key(client, api_key, str(base), max_concurrency=max_concurrency,
-                                        on_request=on_request)
+        self.family = FAMILIES.get(find_destination(destination).key, "sendgrid")
+        self.api: ApiClient
+        self.audience_lists: AudienceLists | None = None
+        if self.family == "dotdigital":
+            host = endpoint or settings.get("api_host") or DOTDIGITAL_HOST
+            self.api = DotdigitalApi.with_login(client, str(settings.get("username") or ""),
+                                                str(settings.get("password") or ""), str(host),
+                                                max_concurrency=max_concurrency, on_request=on_request)
+        else:
+            api_key = str(settings.get("sendGridApiKey") or "")
+            base = endpoint or settings.get("endpoint") or GLOBAL_ENDPOINT
+            sendgrid = SendGridApi.with_key(client, api_key, str(base), max_concurrency=max_concurrency,
+                                            on_request=on_request)
+            self.api, self.audience_lists = sendgrid, AudienceLists(sendgrid)
+        self.runners = RUNNERS[self.family]
         self.context = Context(self.api, client, mail_guard or MailGuard(), job_poll_seconds=job_poll_seconds,
                                job_timeout_seconds=job_timeout_seconds, webhook_on_request=on_request)
-        self.audience_lists = AudienceLists(self.api)
 
     def plan(self, ref: int, event: dict[str, Any], *, ignore_triggers: bool = False) -> PlannedEvent:
         """Every matching subscription's operations for one event (none: the event is not for us)."""
@@ -147,15 +169,16 @@ class ActionRunner:
         self.context.replay = replay
         self.context.batch_requests = batch_requests
         try:
-            await self.audience_lists.resolve(planned)
+            if self.audience_lists is not None:
+                await self.audience_lists.resolve(planned)
         except (Transient, Rejection) as exc:  # the events that needed a list wait or fail; the others run
             waiting = {e.ref for e in planned if needs_list(e)}
-            ran = await execute([e for e in planned if e.ref not in waiting], self.context, RUNNERS)
+            ran = await execute([e for e in planned if e.ref not in waiting], self.context, self.runners)
             kind, after = (RETRY, exc.after) if isinstance(exc, Transient) else (REJECTED, None)
             failed = {ref: EventResult(ref, kind, exc.reason, exc.status, after=after) for ref in waiting}
             by_ref = {r.ref: r for r in ran}
             return [failed.get(e.ref) or by_ref[e.ref] for e in planned]
-        return await execute(planned, self.context, RUNNERS)
+        return await execute(planned, self.context, self.runners)
 
 
 def _user_of(event: dict[str, Any]) -> str | None:

@@ -274,7 +274,26 @@ class _Validator:
         for name in schema.get("required") or []:
             if name not in value:
                 self.fail(schema, path, f"is missing the required field '{name}'")
+        for part in schema.get("allOf") or []:  # fieldsToJsonSchema's conditional "required"
+            if isinstance(part, dict) and isinstance(part.get("if"), dict) and _holds(value, part["if"]):
+                for name in (part.get("then") or {}).get("required") or []:
+                    if name not in value:
+                        self.fail(schema, path, f"is missing the required field '{name}'")
         return value
+
+
+def _holds(value: dict[str, Any], condition: dict[str, Any]) -> bool:
+    """An ``if`` of the subset actions-core writes: ``required`` names and ``const``/``enum`` properties."""
+    if any(name not in value for name in condition.get("required") or []):
+        return False
+    for key, sub in (condition.get("properties") or {}).items():
+        if key not in value or not isinstance(sub, dict):
+            continue
+        if "const" in sub and value[key] != sub["const"]:
+            return False
+        if "enum" in sub and value[key] not in sub["enum"]:
+            return False
+    return True
 
 
 def _json(value: Any) -> str:

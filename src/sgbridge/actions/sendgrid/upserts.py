@@ -27,7 +27,7 @@ import orjson
 from sgbridge.actions.executor import Context
 from sgbridge.actions.operations import IDENTIFIER_KINDS, Upsert
 from sgbridge.actions.results import OK, REJECTED, RETRY, Item, OpResult
-from sgbridge.actions.sendgrid.api import Rejection, Transient, api_errors, rejection, response_json
+from sgbridge.actions.sendgrid.api import Rejection, SendGridApi, Transient, api_errors, rejection, response_json
 
 MAX_CONTACTS_PER_PUT = 30_000
 MAX_PUT_BYTES = 6_000_000  # SendGrid's "6MB", with room for the envelope
@@ -49,13 +49,18 @@ class Row:
                 for k in IDENTIFIER_KINDS if self.data.get(k) not in (None, "")}
 
 
+def _sendgrid(ctx: Context) -> SendGridApi:
+    assert isinstance(ctx.api, SendGridApi)
+    return ctx.api
+
+
 async def _resolve_custom_fields(items: list[Item], ctx: Context) -> list[Item]:
     """Rewrite custom field names to ids; returns the items still valid."""
     needing = [i for i in items if isinstance(i.op, Upsert) and i.op.row.get("custom_fields")]
     if not needing:
         return items
     try:
-        known = await ctx.api.custom_fields()
+        known = await _sendgrid(ctx).custom_fields()
     except Transient as exc:
         for item in needing:
             item.settle(OpResult(RETRY, exc.reason, exc.status, after=exc.after))
@@ -72,7 +77,7 @@ async def _resolve_custom_fields(items: list[Item], ctx: Context) -> list[Item]:
         custom = op.row.get("custom_fields") or {}
         resolved, unknown = _map_names(custom, known)
         if unknown and op.strict_custom_fields and not refreshed:
-            known, refreshed = await ctx.api.custom_fields(refresh=True), True
+            known, refreshed = await _sendgrid(ctx).custom_fields(refresh=True), True
             resolved, unknown = _map_names(custom, known)
         if unknown and op.strict_custom_fields:
             item.settle(OpResult(REJECTED, UNKNOWN_FIELD.format(unknown[0]), 400, "Invalid value"))

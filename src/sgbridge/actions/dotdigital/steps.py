@@ -1,0 +1,252 @@
+"""The requests of each Dotdigital action, as Segment's destination makes them.
+
+| action | requests |
+|---|---|
+| addContactToList | [data fields, read once] → ``PATCH /contacts/v3/{channel}/{value}?merge-option=overwrite`` |
+| removeContactFromList | ``GET /contacts/v3/{channel}/{value}`` → ``DELETE /v2/address-books/{list}/contacts/{id}`` |
+| enrolContact | ``PATCH /contacts/v3/{channel}/{value}`` (creates or finds) → ``POST /v2/programs/enrolments`` |
+| sendEmailCampaign | ``GET /contacts/v3/email/{email}`` → ``POST /v2/campaigns/send`` (or ``send-time-optimised``) |
+| sendTransactionalEmail | ``POST /v2/email`` |
+| sendSms | ``POST /v2/sms-messages/send-to/{digits}`` |
+| sendTransactionalSms | ``POST /cpaas/messages`` |
+
+A read that fails (a bad login, an unknown contact) writes nothing, as in Segment's code. 408, 429
+and 5xx are retried (the contact's later actions wait); other answers reject the event with
+Dotdigital's reason. An email, SMS or campaign send goes out at most once per Segment messageId:
+the outbox (``MailGuard``, in the journal) marks it before the request, and a send whose outcome is
+unknown (a 5xx, a timeout after sending) is held for review, not sent again, as ``sendEmail`` is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from sgbridge.actions.dotdigital.api import DotdigitalApi, rejection
+from sgbridge.actions.dotdigital.plans import defined
+from sgbridge.actions.executor import Context
+from sgbridge.actions.http import Rejection, Transient, response_json
+from sgbridge.actions.operations import DotdigitalStep, Invalid
+from sgbridge.actions.results import HELD, OK, REJECTED, RETRY, Item, OpResult
+from sgbridge.actions.sendgrid.mail import HELD_REASON, SENT, UNKNOWN, UNSENT
+
+SENDS = frozenset({"sendEmailCampaign", "sendTransactionalEmail", "sendSms", "sendTransactionalSms"})
+
+
+def _api(ctx: Context) -> DotdigitalApi:
+    assert isinstance(ctx.api, DotdigitalApi)
+    return ctx.api
+
+
+def _js_boolean(value: Any) -> bool:
+    return bool(value) and value != "" and not (isinstance(value, float) and value != value)
+
+
+def _iso_date(value: str) -> str:
+    """``new Date(value).toISOString()`` for the ISO 8601 texts Dotdigital takes."""
+    text = value.strip()
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise Invalid(f"Data field value {value} is not a valid date") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+async def validated_data_fields(api: DotdigitalApi, values: dict[str, Any]) -> dict[str, Any]:
+    """The data fields by the account's definitions (validateDataFields): unknown names and values
+    of the wrong type are refused with Segment's messages; dates become ISO, booleans booleans."""
+    fields = {f["name"]: f for f in await api.data_fields()}
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        found = fields.get(key)
+        if found is None:
+            raise Invalid(f"Data field {key} not found in Dotdigital")
+        kind = found.get("type")
+        if kind == "Date":
+            if not isinstance(value, str):
+                raise Invalid(f"Data field {key} value {value} is not a valid date")
+            value = _iso_date(value)
+        elif kind == "Numeric":
+            numeric = isinstance(value, int | float) and not isinstance(value, bool)
+            if isinstance(value, str):
+                try:
+                    float(value) if value.strip() else 0.0
+                except ValueError:
+                    numeric = False
+                else:
+                    numeric = True
+            if not numeric:
+                raise Invalid(f"Data field {key} value {value} is not a valid number")
+        elif kind == "Boolean":
+            if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+                value = value.strip().lower() == "true"
+            value = _js_boolean(value)
+        elif kind == "String":
+            if not isinstance(value, str):
+                raise Invalid(f"Data field {key} value {value} is not a valid string")
+            value = value.strip()
+        out[key] = value
+    return out
+
+
+def upsert_body(payload: dict[str, Any]) -> dict[str, Any]:
+    """The contact upsert of Add or Update Contact (DDContactApi.upsertContact)."""
+    email, mobile = payload.get("emailIdentifier"), payload.get("mobileNumberIdentifier")
+    identifiers = {**({"email": email} if email else {}), **({"mobileNumber": mobile} if mobile else {})}
+    channels: dict[str, Any] = {}
+    if email:
+        channels["email"] = {"emailType": payload.get("emailType", "html"),
+                             "optInType": payload.get("optInType", "single")}
+        if payload.get("updateEmailSubscription", True):
+            status = payload.get("emailSubscriptionStatus", "subscribed")
+            if status == "subscribed":
+                if payload.get("emailResubscribe", False):
+                    channels["email"]["status"] = "subscribed"
+                    without = bool(payload.get("resubscribeWithoutChallengeEmail", False))
+                    options: dict[str, Any] = {"resubscribeWithNoChallenge": without}
+                    if not without:
+                        for name in ("preferredLocale", "redirectUrlAfterChallenge"):
+                            if payload.get(name):
+                                options[name] = payload[name]
+                    channels["email"]["resubscribeOptions"] = options
+            elif status:
+                channels["email"]["status"] = status
+    if mobile and payload.get("updateSmsSubscription", True) and payload.get("smsSubscriptionStatus", "subscribed"):
+        channels["sms"] = {"status": payload.get("smsSubscriptionStatus", "subscribed")}
+    body: dict[str, Any] = {"identifiers": identifiers, "channelProperties": channels}
+    if payload.get("listId"):
+        body["lists"] = [payload["listId"]]
+    if payload.get("dataFields") is not None:
+        body["dataFields"] = payload["dataFields"]
+    return body
+
+
+def _channel(payload: dict[str, Any]) -> tuple[str, str]:
+    channel = str(payload.get("channelIdentifier") or "email")
+    value = payload.get("emailIdentifier") if channel == "email" else payload.get("mobileNumberIdentifier")
+    return channel, str(value)
+
+
+async def _ok(response: httpx.Response, what: str) -> Any:
+    if response.status_code >= 300:
+        raise rejection(response, what)
+    return response_json(response)
+
+
+async def _contact_id(api: DotdigitalApi, item: Item, channel: str, value: str) -> Any:
+    found = await _ok(await api.call("GET", f"/contacts/v3/{channel}/{value}", owners=[item.event.ref]),
+                      "find the contact")
+    contact_id = found.get("contactId") if isinstance(found, dict) else None
+    if contact_id is None:
+        raise Rejection(None, "find the contact: Dotdigital's answer has no contactId")
+    return contact_id
+
+
+async def _add_or_update(api: DotdigitalApi, item: Item, op: DotdigitalStep) -> OpResult:
+    payload = dict(op.payload)
+    if payload.get("dataFields"):
+        payload["dataFields"] = await validated_data_fields(api, dict(payload["dataFields"]))
+    channel, value = _channel(payload)
+    response = await api.call("PATCH", f"/contacts/v3/{channel}/{value}?merge-option=overwrite",
+                              body=upsert_body(payload), owners=[item.event.ref])
+    found = await _ok(response, "upsert the contact")
+    return OpResult(OK, status=response.status_code,
+                    detail={"contact_id": found.get("contactId")} if isinstance(found, dict) else {})
+
+
+async def _remove_from_list(api: DotdigitalApi, item: Item, op: DotdigitalStep) -> OpResult:
+    channel, value = _channel(op.payload)
+    contact_id = await _contact_id(api, item, channel, value)
+    response = await api.call("DELETE", f"/v2/address-books/{op.payload['listId']}/contacts/{contact_id}",
+                              owners=[item.event.ref])
+    await _ok(response, "remove the contact from the list")
+    return OpResult(OK, status=response.status_code)
+
+
+async def _enrol(api: DotdigitalApi, item: Item, op: DotdigitalStep) -> OpResult:
+    payload = op.payload
+    channel, value = _channel(payload)
+    identifiers = {k: payload[f] for k, f in (("email", "emailIdentifier"), ("mobileNumber", "mobileNumberIdentifier"))
+                   if payload.get(f) is not None}
+    contact = await _ok(await api.call("PATCH", f"/contacts/v3/{channel}/{value}", body={"identifiers": identifiers},
+                                       owners=[item.event.ref]), "create or find the contact")
+    contact_id = contact.get("contactId") if isinstance(contact, dict) else None
+    response = await api.call("POST", "/v2/programs/enrolments",
+                              body=defined({"contacts": [contact_id], "programId": payload.get("programId")}),
+                              owners=[item.event.ref])
+    await _ok(response, "enrol the contact")
+    return OpResult(OK, status=response.status_code)
+
+
+async def _send(api: DotdigitalApi, item: Item, op: DotdigitalStep) -> OpResult:
+    """The send itself (after any read); raises Transient or Rejection."""
+    payload, owners = op.payload, [item.event.ref]
+    if op.action == "sendEmailCampaign":
+        contact_id = await _contact_id(api, item, "email", str(payload["email"]))
+        body: dict[str, Any] = defined({"campaignID": payload.get("campaignId"), "contactIDs": [contact_id]})
+        path = "/v2/campaigns/send"
+        if payload.get("sendTimeOptimised"):
+            path = "/v2/campaigns/send-time-optimised"
+        elif payload.get("sendDate") is not None:
+            body["sendDate"] = payload["sendDate"]
+        response = await api.call("POST", path, body=body, owners=owners)
+    elif op.action == "sendTransactionalEmail":
+        response = await api.call("POST", "/v2/email", body=payload["body"], owners=owners)
+    elif op.action == "sendSms":
+        response = await api.call("POST", f"/v2/sms-messages/send-to/{payload['to']}", body=payload["body"],
+                                  owners=owners)
+    else:
+        response = await api.call("POST", "/cpaas/messages", body=payload["body"], owners=owners)
+    await _ok(response, op.action)
+    return OpResult(OK, status=response.status_code)
+
+
+ACTIONS: dict[str, Callable[[DotdigitalApi, Item, DotdigitalStep], Awaitable[OpResult]]] = {
+    "addContactToList": _add_or_update, "removeContactFromList": _remove_from_list, "enrolContact": _enrol,
+}
+
+
+async def _run_one(item: Item, ctx: Context, earlier: dict[str, str], outcomes: dict[str, tuple[str, str | None]]
+                   ) -> None:
+    op = item.op
+    assert isinstance(op, DotdigitalStep)
+    api = _api(ctx)
+    send = op.action in SENDS and bool(op.key)
+    if send and earlier.get(op.key) == SENT:
+        item.settle(OpResult(OK, "already sent for this messageId; not sent again", 200))
+        return
+    if send and earlier.get(op.key) == UNKNOWN and not ctx.replay:
+        item.settle(OpResult(HELD, HELD_REASON.format("an earlier attempt did not finish")))
+        return
+    try:
+        result = await (_send(api, item, op) if op.action in SENDS else ACTIONS[op.action](api, item, op))
+    except Transient as exc:
+        # 429 or a refused connection: nothing was sent. A 5xx or a timeout on a send may have been.
+        unsent = exc.status == 429 or not exc.sent
+        if send:
+            outcomes[op.key] = (UNSENT, None) if unsent else (UNKNOWN, exc.reason)
+        item.settle(OpResult(RETRY, exc.reason, exc.status, after=exc.after) if unsent or not send
+                    else OpResult(HELD, HELD_REASON.format(exc.reason), exc.status))
+        return
+    except Rejection as exc:
+        result = OpResult(REJECTED, exc.reason, exc.status)
+    except Invalid as exc:
+        result = OpResult(REJECTED, exc.message, exc.status, exc.code)
+    if send:
+        outcomes[op.key] = (SENT, None) if result.kind == OK else (UNSENT, None)
+    item.settle(result)
+
+
+async def run_dotdigital(items: list[Item], ctx: Context) -> None:
+    """One round: each contact's next action, the contacts side by side (the API's concurrency bounds it)."""
+    keys = [i.op.key for i in items if isinstance(i.op, DotdigitalStep) and i.op.action in SENDS and i.op.key]
+    earlier = await ctx.mail_guard.begin(keys)
+    outcomes: dict[str, tuple[str, str | None]] = {}
+    await asyncio.gather(*(_run_one(item, ctx, earlier, outcomes) for item in items))
+    await ctx.mail_guard.finish(outcomes)
