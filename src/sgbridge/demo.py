@@ -1,7 +1,7 @@
 """``sgbridge demo``: the bridge and the shipped emulators on free local ports, real HTTP.
 
-Starts the Segment emulator, the SendGrid API emulator, the bridge (embedded SQLite journal) and
-the SendGrid webhook sender. Both directions run at once:
+Starts the Segment emulator, the SendGrid API emulator, the Dotdigital API emulator, the bridge
+(embedded SQLite journal) and the SendGrid webhook sender. Both directions run at once:
 
 - signed SendGrid webhook traffic, with SendGrid's duplicates and changed-id retries, goes to Segment;
 - Segment events (identify, "Joined Newsletter", "Order Completed") posted to the bridge's
@@ -10,7 +10,9 @@ the SendGrid webhook sender. Both directions run at once:
   SendGrid account's lists, segments, contacts, single sends and suppressions beside them;
 - a cart-recovery workflow (examples/workflows/high-intent-recovery.toml, its wait cut to a few
   seconds): "Cart Abandoned" for some people, "Order Completed" for half of them during the wait;
-  the others get one recovery email through the SendGrid emulator.
+  the others get one recovery email through the SendGrid emulator;
+- "Marketing" (Segment's Dotdigital actions): 'Add or Update Contact' events become Dotdigital
+  contacts in the list Newsletter with their FIRSTNAME data field, 'Send SMS' events texts.
 
 Then it prints what reached each emulator and the warehouse. No accounts, no network beyond loopback.
 """
@@ -35,6 +37,7 @@ from rich.table import Table
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
+from sgbridge.emulators.dotdigital import create_dotdigital_emulator
 from sgbridge.emulators.segment import create_segment_emulator
 from sgbridge.emulators.sendgrid import create_sendgrid_emulator
 from sgbridge.emulators.sendgrid.state import DEFAULT_TEMPLATES, MarketingList
@@ -54,9 +57,15 @@ CONVERSION_AFTER_SECONDS = 1.0  # when the converters' orders are posted: during
 DEMO_PEOPLE = 300
 CART_PEOPLE = tuple(range(1, DEMO_PEOPLE, 15))  # 20 people abandon a cart…
 CONVERTING_PEOPLE = CART_PEOPLE[::2]  # …and 10 of them order during the wait
+DEMO_DOTDIGITAL_USER = "demo-apiuser@apiconnector.com"
+DEMO_DOTDIGITAL_PASSWORD = "demo-password"  # noqa: S105 - the Dotdigital emulator's login
+MARKETING_PEOPLE = (2, 5, 7, 11, 13)  # 'Add or Update Contact' → a Dotdigital contact in the list Newsletter
+SMS_PEOPLE = {5: "+44 7700 900123", 11: "+44 7700 900456"}  # 'Send SMS' → a text to properties.phone
+SMS_MESSAGE = "Demo Shop: your order is on its way."
 
 
-def _actions_config(path: Path, sendgrid_url: str, list_id: str) -> Path:
+def _actions_config(path: Path, sendgrid_url: str, list_id: str, dotdigital_url: str,
+                    dotdigital_list_id: int) -> Path:
     path.write_text(f"""
 [segment_inbound]
 write_keys = ["{DEMO_INBOUND_KEY}"]
@@ -80,6 +89,20 @@ action = "sendEmail"
 trigger = 'event = "Order Completed"'
 mapping = {{ from = {{ email = "shop@example.com", name = "Demo Shop" }}, \
 template_id = "Welcome [{WELCOME_TEMPLATE}]", dynamic_template_data = {{ "@path" = "$.properties" }} }}
+
+# "Marketing": Segment's Dotdigital actions on their default triggers ('Add or Update Contact', 'Send SMS')
+[actions.marketing]
+destination = "dotdigital"
+endpoint = "{dotdigital_url}"
+settings = {{ username = "{DEMO_DOTDIGITAL_USER}", password = "{DEMO_DOTDIGITAL_PASSWORD}" }}
+
+[[actions.marketing.subscriptions]]
+action = "addContactToList"
+mapping = {{ listId = {dotdigital_list_id}, dataFields = {{ FIRSTNAME = {{ "@path" = "$.properties.first_name" }} }} }}
+
+[[actions.marketing.subscriptions]]
+action = "sendSms"
+mapping = {{ message = "{SMS_MESSAGE}" }}
 
 # examples/workflows/high-intent-recovery.toml, with a wait of seconds instead of 2 hours
 [[workflows]]
@@ -132,6 +155,30 @@ def _cart_events() -> list[dict[str, Any]]:
              "properties": {"cart_url": f"https://shop.example.com/cart/{n}",
                             "products": [{"sku": f"SKU-{n}", "name": "Espresso cups", "price": 24, "quantity": 2}]}}
             for n in CART_PEOPLE]
+
+
+def _marketing_events() -> list[dict[str, Any]]:
+    """'Add or Update Contact' for MARKETING_PEOPLE, then 'Send SMS' for SMS_PEOPLE (Dotdigital's default triggers)."""
+    contacts = [{"type": "track", "userId": f"user-{n}", "event": "Add or Update Contact",
+                 "messageId": f"demo-dd-contact-{n}",
+                 "properties": {"email": f"person{n}@example.com", "first_name": f"Person {n}"}}
+                for n in MARKETING_PEOPLE]
+    texts = [{"type": "track", "userId": f"user-{n}", "event": "Send SMS", "messageId": f"demo-dd-sms-{n}",
+              "properties": {"phone": phone}} for n, phone in SMS_PEOPLE.items()]
+    return contacts + texts
+
+
+async def _seed_dotdigital(dotdigital_url: str) -> int:
+    """The list Newsletter and the data field FIRSTNAME, through the emulator's control API; the list's id."""
+    import httpx
+
+    async with httpx.AsyncClient(timeout=10) as client:
+        lists = await client.post(f"{dotdigital_url}/_emulator/lists", json=[{"name": "Newsletter"}])
+        lists.raise_for_status()
+        fields = await client.post(f"{dotdigital_url}/_emulator/data-fields",
+                                   json=[{"name": "FIRSTNAME", "type": "String"}])
+        fields.raise_for_status()
+    return int(lists.json()["lists"][0]["id"])
 
 
 def _conversion_events() -> list[dict[str, Any]]:
@@ -202,25 +249,30 @@ async def run_demo(duration: float | None, rate: float, batch_size: int, databas
     sendgrid_app = create_sendgrid_emulator([DEMO_SENDGRID_KEY], job_delay_seconds=0.5,
                                             seed_contacts=DEMO_ACCOUNT_CONTACTS,
                                             templates={**DEFAULT_TEMPLATES, RECOVERY_TEMPLATE: "Cart recovery"})
+    dotdigital_app = create_dotdigital_emulator(users={DEMO_DOTDIGITAL_USER: DEMO_DOTDIGITAL_PASSWORD},
+                                                job_delay_seconds=0.0)
     workdir = Path(tempfile.mkdtemp(prefix="sgbridge-demo-"))
     try:
         return await _run(workdir, database or workdir / "journal.db", database is not None,
-                          duration, rate, batch_size, console, segment_app, sendgrid_app)
+                          duration, rate, batch_size, console, segment_app, sendgrid_app, dotdigital_app)
     finally:
         sendgrid_app.state.emulator.state.close()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
 async def _run(workdir: Path, database: Path, kept: bool, duration: float | None, rate: float, batch_size: int,
-               console: Console, segment_app: Starlette, sendgrid_app: Starlette) -> dict[str, Any]:
+               console: Console, segment_app: Starlette, sendgrid_app: Starlette,
+               dotdigital_app: Starlette) -> dict[str, Any]:
     from sgbridge.app import build_app
 
     keys = generate_keypair()
     segment = segment_app.state.emulator.state
     sendgrid = sendgrid_app.state.emulator.state
-    async with _serve(segment_app, "off") as segment_url, _serve(sendgrid_app, "off") as sendgrid_url:
+    async with _serve(segment_app, "off") as segment_url, _serve(sendgrid_app, "off") as sendgrid_url, \
+            _serve(dotdigital_app, "off") as dotdigital_url:
         newsletter = MarketingList(sendgrid.new_id(), "Newsletter", time.time())
         sendgrid.lists[newsletter.id] = newsletter
+        dotdigital_list = await _seed_dotdigital(dotdigital_url)
         os.environ.update({
             "SENDGRID_WEBHOOK_PUBLIC_KEY": keys.public_key_base64,
             "SEGMENT_WRITE_KEY": DEMO_WRITE_KEY,
@@ -231,16 +283,22 @@ async def _run(workdir: Path, database: Path, kept: bool, duration: float | None
             "SGBRIDGE_SYNC__EXPORT_POLL_SECONDS": "0.2",
             "SGBRIDGE_WAREHOUSE__FLUSH_SECONDS": "1",
         })
-        config = _actions_config(workdir / "sgbridge.toml", sendgrid_url, newsletter.id)
+        config = _actions_config(workdir / "sgbridge.toml", sendgrid_url, newsletter.id, dotdigital_url,
+                                 dotdigital_list)
         app = build_app(load_settings(str(config)))
         async with _serve(app, "on") as bridge_url:
             console.print(f"[bold]Segment emulator[/] {segment_url}   [bold]SendGrid emulator[/] {sendgrid_url}   "
-                          f"[bold]bridge[/] {bridge_url}   [bold]journal[/] {database}   [bold]config[/] {config}")
+                          f"[bold]Dotdigital emulator[/] {dotdigital_url}   [bold]bridge[/] {bridge_url}   "
+                          f"[bold]journal[/] {database}   [bold]config[/] {config}")
             people = DEMO_PEOPLE
             segment_events = _segment_events(people)
             console.print(f"posting {len(segment_events)} Segment events for {people} people to the bridge's "
                           "Tracking API (/v1/batch) …")
             segment_stored = await _post_segment_events(bridge_url, segment_events)
+            marketing_events = _marketing_events()
+            console.print(f"Marketing (Dotdigital): 'Add or Update Contact' for {len(MARKETING_PEOPLE)} of them, "
+                          f"'Send SMS' for {len(SMS_PEOPLE)} …")
+            segment_stored += await _post_segment_events(bridge_url, marketing_events)
             console.print(f"workflow {RECOVERY_WORKFLOW}: 'Cart Abandoned' for {len(CART_PEOPLE)} of them, a "
                           f"recovery email after a wait of {RECOVERY_WAIT_SECONDS} s (2 h in "
                           f"examples/workflows/); 'Order Completed' for {len(CONVERTING_PEOPLE)} of them "
@@ -248,7 +306,7 @@ async def _run(workdir: Path, database: Path, kept: bool, duration: float | None
             segment_stored += await _post_segment_events(bridge_url, _cart_events())
             carts_posted = time.monotonic()
             conversions = asyncio.create_task(_post_conversions(bridge_url))
-            segment_posted = len(segment_events) + len(CART_PEOPLE) + len(CONVERTING_PEOPLE)
+            segment_posted = len(segment_events) + len(marketing_events) + len(CART_PEOPLE) + len(CONVERTING_PEOPLE)
             console.print(f"sending signed SendGrid webhooks at {rate:.0f} events/s"
                           + (f" for {duration:.0f}s" if duration else " until Ctrl-C") + " …")
             sender = WebhookSender(f"{bridge_url}/webhooks/sendgrid", keys.private_key, rate=rate,
@@ -275,10 +333,12 @@ async def _run(workdir: Path, database: Path, kept: bool, duration: float | None
             sendgrid_summary = _report_sendgrid(console, sendgrid, newsletter.id)
             workflows = await _report_workflows(console, app.state.bridge, sendgrid,
                                                 carts_posted + RECOVERY_WAIT_SECONDS + 20)
+            marketing = await _report_marketing(console, dotdigital_url, dotdigital_list, time.monotonic() + 20)
             warehouse = await _report_warehouse(console, app.state.bridge, deadline + 30, kept)
             stored = {"sendgrid": stats["events"] - segment_stored, "segment": segment_stored}
             return {"sender": summary, "journal": stats, "stored": stored, "segment": segment.stats(),
-                    "sendgrid": sendgrid_summary, "workflows": workflows, "warehouse": warehouse}
+                    "sendgrid": sendgrid_summary, "workflows": workflows, "marketing": marketing,
+                    "warehouse": warehouse}
 
 
 async def _report_warehouse(console: Console, bridge: Any, deadline: float, kept: bool) -> dict[str, int]:
@@ -334,6 +394,43 @@ def _report_sendgrid(console: Console, sendgrid: Any, list_id: str) -> dict[str,
     table.add_row("emails sent (Send Email on 'Order Completed')", str(summary["emails_sent"]))
     table.add_row("contacts PUT requests (upserts merged and batched)", str(summary["contact_puts"]))
     console.print(table)
+    return summary
+
+
+async def _report_marketing(console: Console, dotdigital_url: str, list_id: int, deadline: float) -> dict[str, Any]:
+    """Wait (until ``deadline``) for the contacts and the SMS in the Dotdigital emulator; count them there."""
+    import httpx
+
+    wanted = {f"person{n}@example.com": f"Person {n}" for n in MARKETING_PEOPLE}
+    async with httpx.AsyncClient(timeout=10) as client:
+        while True:
+            contacts = (await client.get(f"{dotdigital_url}/_emulator/contacts")).json()["contacts"]
+            sms = (await client.get(f"{dotdigital_url}/_emulator/sms")).json()["sms"]
+            added = {c["identifiers"].get("email"): c for c in contacts
+                     if wanted.get(c["identifiers"].get("email")) == c["dataFields"].get("FIRSTNAME")
+                     and any(m["id"] == list_id for m in c["lists"])}
+            if (len(added) >= len(wanted) and len(sms) >= len(SMS_PEOPLE)) or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.1)
+    numbers = {"".join(ch for ch in phone if ch.isdigit()) for phone in SMS_PEOPLE.values()}
+    summary = {"contacts": len(contacts), "in_newsletter_with_firstname": len(added), "sms": len(sms),
+               "sms_as_sent": sum(1 for m in sms if m["to"] in numbers and m["message"] == SMS_MESSAGE)}
+    summary["ok"] = (summary["in_newsletter_with_firstname"] == summary["contacts"] == len(wanted)
+                     and summary["sms_as_sent"] == summary["sms"] == len(SMS_PEOPLE))
+    table = Table("Dotdigital", "count", title="Marketing (Dotdigital): what reached the Dotdigital emulator")
+    table.add_row("contacts (Add or Update Contact)", str(summary["contacts"]))
+    table.add_row("… in list Newsletter with FIRSTNAME", str(summary["in_newsletter_with_firstname"]))
+    table.add_row("SMS received (Send SMS)", str(summary["sms"]))
+    console.print(table)
+    if added:
+        email, contact = sorted(added.items())[0]
+        lists = ", ".join(f"{m['name']} ({m['id']})" for m in contact["lists"])
+        console.print(f"One contact: {email}, list {lists}, FIRSTNAME {contact['dataFields']['FIRSTNAME']!r}")
+    for message in sms:
+        console.print(f"SMS to {message['to']}: {message['message']!r}")
+    if not summary["ok"]:
+        console.print(f"[bold red]Unexpected:[/] {len(wanted)} contacts and {len(SMS_PEOPLE)} SMS were expected "
+                      "in the Dotdigital emulator.")
     return summary
 
 

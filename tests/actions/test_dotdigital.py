@@ -141,3 +141,38 @@ async def test_an_sms_whose_outcome_is_unknown_is_held_not_sent_again(sqlite_url
     assert (first.kind, again.kind) == ("held", "held")
     assert len(held_sms) == 1  # Dotdigital took it; its answer was lost
     assert replayed.kind == "delivered" and len(sms) == 2
+
+
+@pytest.mark.anyio
+async def test_an_audience_exit_takes_the_contact_off_the_list_and_keeps_it() -> None:
+    """Dotdigital Audiences: entered → on the audience's list; exited → off it, the contact and its
+    other lists kept (Segment's code would delete the contact); an ordinary identify is dropped."""
+    from sgbridge.actions.runner import ActionRunner, check_subscription
+
+    app = create_dotdigital_emulator(users={USER: PASSWORD}, job_delay_seconds=0.0)
+
+    def engage(member: bool, n: int) -> dict[str, Any]:
+        return {"type": "identify", "userId": "ada", "messageId": f"m{n}", "traits": {
+            "email": "ada@example.com", "vip_customers": member}, "context": {"personas": {
+                "computation_class": "audience", "computation_key": "vip_customers",
+                "external_audience_id": str(audience)}}}
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://dd.test") as client:
+        seeded = (await client.post("/_emulator/lists", json=[{"name": "VIP"}, {"name": "Newsletter"}])).json()
+        audience, newsletter = [x["id"] for x in (seeded["lists"] if isinstance(seeded, dict) else seeded)]
+        sub = check_subscription("s", "dotdigital-audiences", "syncAudience", None, None)
+        runner = ActionRunner("dotdigital-audiences", {"username": USER, "password": PASSWORD}, [sub], client,
+                              endpoint="http://dd.test")
+        plain = (await runner.run([runner.plan(0, {"type": "identify", "userId": "ada", "messageId": "m0",
+                                                   "traits": {"email": "ada@example.com"}})]))[0]
+        entered = (await runner.run([runner.plan(1, engage(True, 1))]))[0]
+        await client.patch("/contacts/v3/email/ada@example.com", json={"lists": [newsletter]},
+                           auth=(USER, PASSWORD))
+        on_both = (await client.get("/_emulator/contacts")).json()["contacts"]
+        exited = (await runner.run([runner.plan(2, engage(False, 2))]))[0]
+        after = (await client.get("/_emulator/contacts")).json()["contacts"]
+    assert plain.kind == "dropped"
+    assert (entered.kind, exited.kind) == ("delivered", "delivered")
+    assert sorted(m["id"] for m in on_both[0]["lists"]) == sorted([audience, newsletter])
+    assert [c["identifiers"]["email"] for c in after] == ["ada@example.com"]  # the contact is kept
+    assert [m["id"] for m in after[0]["lists"]] == [newsletter]

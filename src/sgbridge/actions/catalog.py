@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-SEGMENT_DESTINATIONS = ("sendgrid", "sendgrid-audiences", "webhook", "dotdigital")
+SEGMENT_DESTINATIONS = ("sendgrid", "sendgrid-audiences", "webhook", "dotdigital", "dotdigital-audiences")
 GLOBAL_ENDPOINT = "https://api.sendgrid.com"
 EU_ENDPOINT = "https://api.eu.sendgrid.com"
 

@@ -19,6 +19,7 @@ from sgbridge.actions.catalog import GLOBAL_ENDPOINT, ActionSpec, find_action, f
 from sgbridge.actions.dotdigital.api import DEFAULT_HOST as DOTDIGITAL_HOST
 from sgbridge.actions.dotdigital.api import DotdigitalApi
 from sgbridge.actions.dotdigital.plans import PLANNERS as DOTDIGITAL_PLANNERS
+from sgbridge.actions.dotdigital.plans import audience_membership
 from sgbridge.actions.dotdigital.steps import run_dotdigital
 from sgbridge.actions.executor import Context, MailGuard, PhaseRunner, execute
 from sgbridge.actions.http import ApiClient
@@ -40,7 +41,8 @@ from sgbridge.mappings.compiled import CompiledMapping
 from sgbridge.mappings.subscriptions import Subscription, parse_subscription
 
 # The API family of each destination, and its phases' runners (actions.operations: phases).
-FAMILIES = {"sendgrid": "sendgrid", "sendgrid-audiences": "sendgrid", "webhook": "sendgrid", "dotdigital": "dotdigital"}
+FAMILIES = {"sendgrid": "sendgrid", "sendgrid-audiences": "sendgrid", "webhook": "sendgrid", "dotdigital": "dotdigital",
+            "dotdigital-audiences": "dotdigital"}
 RUNNERS: dict[str, dict[int, PhaseRunner]] = {
     "sendgrid": {0: run_upserts, 1: run_list_removals, 2: run_suppressions, 3: run_suppressions, 4: run_mail,
                  5: run_http_calls},
@@ -154,7 +156,8 @@ class ActionRunner:
         try:
             payload = build_payload(sub.action, sub.compiled, event)
         except PayloadInvalid:
-            if sub.action.key == "syncAudience" and not says_membership(sub.compiled(event), event):
+            if sub.action.key == "syncAudience" and not says_membership(sub.compiled(event), event) \
+                    and not _dotdigital_membership(sub, event):
                 # The default trigger takes every identify and track; an ordinary one is not for
                 # this action (dropped), not a bad audience event (rejected).
                 raise Skip("not an audience membership change: no Engage audience or journey step, and no "
@@ -179,6 +182,12 @@ class ActionRunner:
             by_ref = {r.ref: r for r in ran}
             return [failed.get(e.ref) or by_ref[e.ref] for e in planned]
         return await execute(planned, self.context, self.runners)
+
+
+def _dotdigital_membership(sub: Subscribed, event: dict[str, Any]) -> bool:
+    mapped = sub.compiled(event)
+    return sub.action.destination == "dotdigital-audiences" and isinstance(mapped, dict) \
+        and audience_membership(mapped) is not None
 
 
 def _user_of(event: dict[str, Any]) -> str | None:

@@ -99,6 +99,33 @@ def plan_transactional_sms(payload: dict[str, Any], event: dict[str, Any], now: 
     return _step("sendTransactionalSms", {"body": body}, {"mobileNumber": number}, _key(event, "sms"))
 
 
+def audience_membership(payload: dict[str, Any]) -> bool | None:
+    """The audience key's value in the traits or properties, if it is a boolean."""
+    holder, key = payload.get("traits_or_props"), payload.get("computation_key")
+    value = holder.get(key) if isinstance(holder, dict) and isinstance(key, str) else None
+    return value if isinstance(value, bool) else None
+
+
+def plan_sync_audience(payload: dict[str, Any], event: dict[str, Any], now: float) -> list[Operation]:
+    """Dotdigital Audiences' Sync Audience, with Segment's checks (functions.ts ``send``)."""
+    member = audience_membership(payload)
+    if member is None:
+        raise Invalid(f"Audience with computation_key = {payload.get('computation_key')} is missing information "
+                      "about whether to add or remove the contact from the Audience.")
+    email, mobile = payload.get("emailIdentifier"), payload.get("mobileNumberIdentifier")
+    channel = "email" if email else "mobileNumber" if mobile else None
+    value = email or mobile
+    if channel is None or not value:
+        raise Invalid("At least one identifier (email or mobile number) must be provided.")
+    try:
+        list_id = float(str(payload.get("external_audience_id")).strip() or "x")
+    except ValueError:
+        raise Invalid("external_audience_id must be a numeric value.") from None
+    steps = {**payload, "member": member, "channel": channel, "value": value,
+             "listId": int(list_id) if list_id.is_integer() else list_id}
+    return _step("syncAudience", steps, {channel: str(value)})
+
+
 def _key(event: dict[str, Any], kind: str) -> str:
     message_id = event.get("messageId")
     return f"dotdigital:{kind}:{message_id}" if message_id else ""
@@ -112,4 +139,5 @@ PLANNERS: dict[tuple[str, str], Callable[[dict[str, Any], dict[str, Any], float]
     ("dotdigital", "sendTransactionalEmail"): plan_transactional_email,
     ("dotdigital", "sendSms"): plan_sms,
     ("dotdigital", "sendTransactionalSms"): plan_transactional_sms,
+    ("dotdigital-audiences", "syncAudience"): plan_sync_audience,
 }

@@ -207,8 +207,45 @@ async def _send(api: DotdigitalApi, item: Item, op: DotdigitalStep) -> OpResult:
     return OpResult(OK, status=response.status_code)
 
 
+async def _sync_audience(api: DotdigitalApi, item: Item, op: DotdigitalStep) -> OpResult:
+    """Dotdigital Audiences: an entry upserts the contact onto the audience's list; an exit takes it
+    off the list. Segment's code deletes the whole contact on an exit; sgbridge keeps the contact
+    (its other lists, its data), as the issue asks: a contact unknown to Dotdigital, or not on the
+    list, is already out."""
+    payload = op.payload
+    channel, value, list_id = payload["channel"], payload["value"], payload["listId"]
+    # The data fields are checked on an exit too (Segment's code checks them first, whatever comes).
+    fields = await validated_data_fields(api, dict(payload["dataFields"])) if payload.get("dataFields") else None
+    if payload["member"]:
+        email, mobile = payload.get("emailIdentifier"), payload.get("mobileNumberIdentifier")
+        body: dict[str, Any] = {
+            "identifiers": {**({"email": email} if email else {}), **({"mobileNumber": mobile} if mobile else {})},
+            "channelProperties": {**({"email": {"status": "subscribed", "emailType": "html", "optInType": "single"}}
+                                     if email else {}), **({"sms": {"status": "subscribed"}} if mobile else {})},
+            "lists": [list_id]}
+        if fields:
+            body["dataFields"] = fields
+        response = await api.call("PATCH", f"/contacts/v3/{channel}/{value}", body=body, owners=[item.event.ref])
+        await _ok(response, "add the contact to the audience's list")
+        return OpResult(OK, status=response.status_code)
+    found = await api.call("GET", f"/contacts/v3/{channel}/{value}", owners=[item.event.ref])
+    if found.status_code == 404:
+        return OpResult(OK, "no such contact in Dotdigital: not on the list", 200)
+    contact = await _ok(found, "find the contact")
+    contact_id = contact.get("contactId") if isinstance(contact, dict) else None
+    if contact_id is None:
+        raise Rejection(None, "find the contact: Dotdigital's answer has no contactId")
+    response = await api.call("DELETE", f"/v2/address-books/{list_id}/contacts/{contact_id}",
+                              owners=[item.event.ref])
+    if response.status_code == 404:
+        return OpResult(OK, "the contact was not on the list", 200)
+    await _ok(response, "take the contact off the audience's list")
+    return OpResult(OK, status=response.status_code)
+
+
 ACTIONS: dict[str, Callable[[DotdigitalApi, Item, DotdigitalStep], Awaitable[OpResult]]] = {
     "addContactToList": _add_or_update, "removeContactFromList": _remove_from_list, "enrolContact": _enrol,
+    "syncAudience": _sync_audience,
 }
 
 
