@@ -229,7 +229,8 @@ class SubscriptionSettings(_Section):
 class ActionDestinationSettings(_Section):
     """A Segment-style destination fed by Segment events: its settings and its subscriptions."""
 
-    destination: str = Field("sendgrid", description="sendgrid, sendgrid-audiences, webhook or dotdigital")
+    destination: str = Field("sendgrid", description="sendgrid, sendgrid-audiences, webhook, dotdigital, "
+                             "dotdigital-audiences or twilio")
     settings: dict[str, Any] = Field(default_factory=dict, description="the destination's Segment settings, "
                                      "e.g. sendGridApiKey, endpoint (sendGridApiKey defaults to SENDGRID_API_KEY); "
                                      "Dotdigital's api_host, "
@@ -253,6 +254,10 @@ class ActionDestinationSettings(_Section):
         if self.destination.startswith("sendgrid") and not settings.get("sendGridApiKey") \
                 and os.environ.get("SENDGRID_API_KEY"):
             settings["sendGridApiKey"] = os.environ["SENDGRID_API_KEY"]
+        if self.destination == "twilio":
+            for name, variable in (("accountSid", "TWILIO_ACCOUNT_SID"), ("authToken", "TWILIO_AUTH_TOKEN")):
+                if not settings.get(name) and os.environ.get(variable):
+                    settings[name] = os.environ[variable]
         if self.destination.removeprefix("actions-").startswith("dotdigital"):
             for name, variable in (("username", "DOTDIGITAL_API_USER"), ("password", "DOTDIGITAL_API_PASSWORD")):
                 if not settings.get(name) and os.environ.get(variable):

@@ -129,10 +129,44 @@ def _load(key: str) -> DestinationSpec:
     return DestinationSpec(key, raw["name"], raw["slug"], raw["settings"], actions)
 
 
+def _twilio() -> DestinationSpec:
+    """sgbridge's own SMS destination for SendGrid users: Twilio's Messages API (no Segment
+    destination sends SMS through Twilio with a Segment mapping, so the fields are sgbridge's)."""
+    phone = {"@if": {"exists": {"@path": "$.traits.phone"}, "then": {"@path": "$.traits.phone"},
+                     "else": {"@path": "$.properties.phone"}}}
+    fields = {
+        "to": {"label": "To", "type": "string", "required": True, "default": phone,
+               "description": "The recipient's number, E.164 (+15551234567)."},
+        "from": {"label": "From", "type": "string", "required": False,
+                 "description": "A number of the account (E.164), or leave empty and give messagingServiceSid."},
+        "messagingServiceSid": {"label": "Messaging Service SID", "type": "string", "required": False,
+                                "description": "MG…: Twilio picks the sender from the service's numbers."},
+        "body": {"label": "Body", "type": "string", "required": True, "description": "The text (1,600 at most)."},
+        "statusCallback": {"label": "Status Callback URL", "type": "string", "required": False,
+                           "description": "Where Twilio posts the message's statuses (sgbridge's /webhooks/twilio)."},
+    }
+    props = {k: {"title": f["label"], "type": "string"} for k, f in fields.items()}
+    props["to"]["default"] = phone
+    action = _action("twilio", "sendSms", "Send SMS",
+                     "Send a text message through Twilio's Messages API, once per Segment messageId.",
+                     fields, props, ["to", "body"])
+    action = ActionSpec(**{**action.__dict__, "batch": False})
+    settings = {
+        "accountSid": {"label": "Account SID", "type": "string", "required": True, "description": "AC…"},
+        "authToken": {"label": "Auth Token", "type": "password", "required": True,
+                      "description": "The account's auth token, or an API key's secret with apiKeySid."},
+        "apiKeySid": {"label": "API Key SID", "type": "string", "required": False, "description": "SK…"},
+        "endpoint": {"label": "Endpoint", "type": "string", "required": False, "origin": "sgbridge",
+                     "description": "API base URL (default https://api.twilio.com; the emulator's)."},
+    }
+    return DestinationSpec("twilio", "Twilio SMS [sgbridge]", "sgbridge-twilio", settings, {"sendSms": action})
+
+
 @cache
 def catalog() -> dict[str, DestinationSpec]:
     destinations = {key: _load(key) for key in SEGMENT_DESTINATIONS}
     _sgbridge_extensions(destinations)
+    destinations["twilio"] = _twilio()
     return destinations
 
 

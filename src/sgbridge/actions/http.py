@@ -89,14 +89,15 @@ class ApiClient:
         return path if path.startswith("http") else f"{self.endpoint}{path}"
 
     async def call(self, method: str, path: str, *, body: Any = None, owners: Sequence[int] = (),
-                   content: bytes | None = None, params: dict[str, Any] | None = None) -> httpx.Response:
+                   content: bytes | None = None, params: dict[str, Any] | None = None,
+                   content_type: str = "application/json") -> httpx.Response:
         url = self.url(path)
         if params:
             url = str(httpx.URL(url, params=params))
         payload = content if content is not None else (None if body is None else orjson.dumps(body))
         headers = {"Authorization": self.authorization, "Accept": "application/json", "User-Agent": USER_AGENT}
         if payload is not None:
-            headers["Content-Type"] = "application/json"
+            headers["Content-Type"] = content_type
         async with self._gate:
             pause = self._paused_until - time.time()
             if pause > 0:

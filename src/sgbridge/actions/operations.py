@@ -116,7 +116,19 @@ class DotdigitalStep:
         return self.identity
 
 
-Operation = Upsert | ListRemoval | SuppressionChange | MailSend | HttpCall | DotdigitalStep
+@dataclass
+class TwilioMessage:
+    """One SMS through Twilio's Messages API (the form it posts)."""
+
+    form: dict[str, Any]
+    key: str  # the Segment messageId: one message per key, ever
+    phase: int = 7
+
+    def identifiers(self) -> dict[str, str]:
+        return {"phone": str(self.form.get("To"))}
+
+
+Operation = Upsert | ListRemoval | SuppressionChange | MailSend | HttpCall | DotdigitalStep | TwilioMessage
 
 
 @dataclass

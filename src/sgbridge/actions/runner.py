@@ -35,6 +35,8 @@ from sgbridge.actions.sendgrid.plans import says_membership
 from sgbridge.actions.sendgrid.removals import run_list_removals
 from sgbridge.actions.sendgrid.suppressions import run_suppressions
 from sgbridge.actions.sendgrid.upserts import run_upserts
+from sgbridge.actions.twilio.sms import PLANNERS as TWILIO_PLANNERS
+from sgbridge.actions.twilio.sms import TwilioApi, run_sms
 from sgbridge.actions.webhook import plan_send, run_http_calls
 from sgbridge.mappings import MappingError, SubscriptionError, validate_mapping
 from sgbridge.mappings.compiled import CompiledMapping
@@ -42,13 +44,14 @@ from sgbridge.mappings.subscriptions import Subscription, parse_subscription
 
 # The API family of each destination, and its phases' runners (actions.operations: phases).
 FAMILIES = {"sendgrid": "sendgrid", "sendgrid-audiences": "sendgrid", "webhook": "sendgrid", "dotdigital": "dotdigital",
-            "dotdigital-audiences": "dotdigital"}
+            "dotdigital-audiences": "dotdigital", "twilio": "twilio"}
 RUNNERS: dict[str, dict[int, PhaseRunner]] = {
     "sendgrid": {0: run_upserts, 1: run_list_removals, 2: run_suppressions, 3: run_suppressions, 4: run_mail,
                  5: run_http_calls},
     "dotdigital": {6: run_dotdigital},
+    "twilio": {7: run_sms},
 }
-PLANNERS = {**SENDGRID_PLANNERS, **DOTDIGITAL_PLANNERS}
+PLANNERS = {**SENDGRID_PLANNERS, **DOTDIGITAL_PLANNERS, **TWILIO_PLANNERS}
 
 
 class ConfigError(ValueError):
@@ -113,7 +116,10 @@ class ActionRunner:
         self.family = FAMILIES.get(find_destination(destination).key, "sendgrid")
         self.api: ApiClient
         self.audience_lists: AudienceLists | None = None
-        if self.family == "dotdigital":
+        if self.family == "twilio":
+            self.api = TwilioApi.from_settings(client, settings, endpoint, max_concurrency=max_concurrency,
+                                               on_request=on_request)
+        elif self.family == "dotdigital":
             host = endpoint or settings.get("api_host") or DOTDIGITAL_HOST
             self.api = DotdigitalApi.with_login(client, str(settings.get("username") or ""),
                                                 str(settings.get("password") or ""), str(host),

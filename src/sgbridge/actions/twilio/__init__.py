@@ -1,0 +1,1 @@
+"""sgbridge's Twilio SMS destination: ``twilio.sendSms`` through Twilio's Messages API."""
