@@ -176,3 +176,30 @@ async def test_an_audience_exit_takes_the_contact_off_the_list_and_keeps_it() ->
     assert sorted(m["id"] for m in on_both[0]["lists"]) == sorted([audience, newsletter])
     assert [c["identifiers"]["email"] for c in after] == ["ada@example.com"]  # the contact is kept
     assert [m["id"] for m in after[0]["lists"]] == [newsletter]
+
+
+@pytest.mark.anyio
+async def test_a_contacts_actions_in_one_window_run_in_order() -> None:
+    """Three changes of one contact in one window: the last one's values win, as they would one by
+    one; a 429 on the first makes the later ones wait, not overtake it."""
+    from sgbridge.actions.runner import ActionRunner, check_subscription
+
+    app = create_dotdigital_emulator(users={USER: PASSWORD}, job_delay_seconds=0.0)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://dd.test") as client:
+        await client.post("/_emulator/data-fields", json=[{"name": "PLAN", "type": "String"}])
+        sub = check_subscription("s", "dotdigital", "addContactToList", {
+            "dataFields": {"PLAN": {"@path": "$.properties.plan"}}}, None)
+        runner = ActionRunner("dotdigital", {"username": USER, "password": PASSWORD}, [sub], client,
+                              endpoint="http://dd.test")
+        events = [{"type": "track", "event": "Add or Update Contact", "userId": "ada", "messageId": f"m{n}",
+                   "properties": {"email": "ada@example.com", "plan": plan}}
+                  for n, plan in enumerate(("free", "pro", "team"))]
+        done = await runner.run([runner.plan(n, e) for n, e in enumerate(events)])
+        plan = (await client.get("/_emulator/contacts")).json()["contacts"][0]["dataFields"]["PLAN"]
+        await client.post("/_emulator/faults", json={"status": 429, "count": 1, "retry_after": 1,
+                                                     "path": "/contacts/v3"})
+        limited = await runner.run([runner.plan(n, e) for n, e in enumerate(reversed(events))])
+        after = (await client.get("/_emulator/contacts")).json()["contacts"][0]["dataFields"]["PLAN"]
+    assert [r.kind for r in done] == ["delivered"] * 3 and plan == "team"
+    assert [r.kind for r in limited] == ["retry"] * 3  # the first was limited; the others wait behind it
+    assert after == "team"  # nothing overtook it

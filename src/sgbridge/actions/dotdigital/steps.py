@@ -281,9 +281,21 @@ async def _run_one(item: Item, ctx: Context, earlier: dict[str, str], outcomes: 
 
 
 async def run_dotdigital(items: list[Item], ctx: Context) -> None:
-    """One round: each contact's next action, the contacts side by side (the API's concurrency bounds it)."""
+    """One round: each contact's actions one after another, in its events' order; the contacts side
+    by side (the API's concurrency bounds it). A contact whose action must be tried again stops
+    there: its later actions wait for the next try (the executor reports them as waiting)."""
     keys = [i.op.key for i in items if isinstance(i.op, DotdigitalStep) and i.op.action in SENDS and i.op.key]
     earlier = await ctx.mail_guard.begin(keys)
     outcomes: dict[str, tuple[str, str | None]] = {}
-    await asyncio.gather(*(_run_one(item, ctx, earlier, outcomes) for item in items))
+    by_contact: dict[int, list[Item]] = {}
+    for item in items:
+        by_contact.setdefault(item.group, []).append(item)
+
+    async def in_order(mine: list[Item]) -> None:
+        for item in mine:
+            await _run_one(item, ctx, earlier, outcomes)
+            if item.result is not None and item.result.kind == RETRY:
+                return  # the executor holds the contact back: its later actions come back as waiting
+
+    await asyncio.gather(*(in_order(mine) for mine in by_contact.values()))
     await ctx.mail_guard.finish(outcomes)
