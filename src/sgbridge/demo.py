@@ -417,13 +417,13 @@ async def _report_marketing(console: Console, dotdigital_url: str, list_id: int,
                "sms_as_sent": sum(1 for m in sms if m["to"] in numbers and m["message"] == SMS_MESSAGE)}
     summary["ok"] = (summary["in_newsletter_with_firstname"] == summary["contacts"] == len(wanted)
                      and summary["sms_as_sent"] == summary["sms"] == len(SMS_PEOPLE))
-    table = Table("Dotdigital", "count", title="Marketing (Dotdigital): what reached the Dotdigital emulator")
+    table = Table("what reached the Dotdigital emulator", "count", title="Marketing (Dotdigital)")
     table.add_row("contacts (Add or Update Contact)", str(summary["contacts"]))
     table.add_row("… in list Newsletter with FIRSTNAME", str(summary["in_newsletter_with_firstname"]))
     table.add_row("SMS received (Send SMS)", str(summary["sms"]))
     console.print(table)
     if added:
-        email, contact = sorted(added.items())[0]
+        email, contact = next((e, added[e]) for e in wanted if e in added)  # the first one posted
         lists = ", ".join(f"{m['name']} ({m['id']})" for m in contact["lists"])
         console.print(f"One contact: {email}, list {lists}, FIRSTNAME {contact['dataFields']['FIRSTNAME']!r}")
     for message in sms:

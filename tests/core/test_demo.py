@@ -17,7 +17,17 @@ import pytest
 from rich.console import Console
 
 from sgbridge import demo
-from sgbridge.demo import CART_PEOPLE, CONVERTING_PEOPLE, DEMO_ACCOUNT_CONTACTS, RECOVERY_TEMPLATE, run_demo
+from sgbridge.demo import (
+    CART_PEOPLE,
+    CONVERTING_PEOPLE,
+    DEMO_ACCOUNT_CONTACTS,
+    MARKETING_PEOPLE,
+    RECOVERY_TEMPLATE,
+    SMS_MESSAGE,
+    SMS_PEOPLE,
+    run_demo,
+)
+from sgbridge.emulators.dotdigital.contacts import contact_json
 
 
 @pytest.mark.anyio
@@ -30,13 +40,20 @@ async def test_demo_runs_both_directions(tmp_path: Path, monkeypatch: pytest.Mon
     system_tmp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))
     emulators: list[Any] = []  # the SendGrid emulator the demo starts, to count what it received
+    dotdigital_emulators: list[Any] = []  # and its Dotdigital emulator
 
     def sendgrid_emulator(*args: Any, **kwargs: Any) -> Any:
         emulators.append(app := create_sendgrid_emulator(*args, **kwargs))
         return app
 
+    def dotdigital_emulator(*args: Any, **kwargs: Any) -> Any:
+        dotdigital_emulators.append(app := create_dotdigital_emulator(*args, **kwargs))
+        return app
+
     create_sendgrid_emulator = demo.create_sendgrid_emulator
+    create_dotdigital_emulator = demo.create_dotdigital_emulator
     monkeypatch.setattr(demo, "create_sendgrid_emulator", sendgrid_emulator)
+    monkeypatch.setattr(demo, "create_dotdigital_emulator", dotdigital_emulator)
     with (tmp_path / "out.txt").open("w") as out:
         result = await run_demo(2.0, rate=300, batch_size=20, database=tmp_path / "demo.db",
                                 console=Console(file=out, width=200))
@@ -44,7 +61,8 @@ async def test_demo_runs_both_directions(tmp_path: Path, monkeypatch: pytest.Mon
     text = (tmp_path / "out.txt").read_text()
     stored = result["stored"]
     carts, conversions = len(CART_PEOPLE), len(CONVERTING_PEOPLE)
-    segment_born = 300 + 100 + 30 + carts + conversions  # identify, Joined Newsletter, 2 kinds of orders, carts
+    marketing = len(MARKETING_PEOPLE) + len(SMS_PEOPLE)  # 'Add or Update Contact', 'Send SMS'
+    segment_born = 300 + 100 + 30 + carts + conversions + marketing  # identify, Joined Newsletter, orders, carts…
     assert stored["segment"] == segment_born and stored["sendgrid"] + stored["segment"] == result["journal"]["events"]
     # the SendGrid figure printed beside "N distinct events" counts SendGrid's events alone
     assert f"stored {stored['sendgrid']} of them" in text and f"the {stored['segment']} Segment events" in text
@@ -77,6 +95,28 @@ async def test_demo_runs_both_directions(tmp_path: Path, monkeypatch: pytest.Mon
     assert re.search(rf"recovery emails the SendGrid emulator received +│ {carts - conversions} ", text), text
     assert (f"The {conversions} who converted got no recovery email, the other {carts - conversions} exactly one "
             "each") in text
+    # Marketing (Dotdigital): each 'Add or Update Contact' a contact in the seeded list Newsletter with
+    # its FIRSTNAME, each 'Send SMS' one text to its number, as the Dotdigital emulator holds them
+    [dotdigital] = [app.state.emulator.state for app in dotdigital_emulators]
+    [newsletter] = [b for b in dotdigital.address_books.values() if b.name == "Newsletter"]
+    held = [contact_json(dotdigital, c) for c in dotdigital.contacts.values()]
+    contacts = {c["identifiers"]["email"]: c for c in held}
+    assert len(contacts) == len(held)  # one contact per email
+    assert sorted(contacts) == sorted(f"person{n}@example.com" for n in MARKETING_PEOPLE)
+    for n in MARKETING_PEOPLE:
+        contact = contacts[f"person{n}@example.com"]
+        assert [(m["id"], m["name"]) for m in contact["lists"]] == [(newsletter.id, "Newsletter")], contact
+        assert contact["dataFields"] == {"FIRSTNAME": f"Person {n}"}, contact
+    numbers = ["".join(ch for ch in phone if ch.isdigit()) for phone in SMS_PEOPLE.values()]
+    assert sorted((m["to"], m["message"]) for m in dotdigital.sms) == sorted((n, SMS_MESSAGE) for n in numbers)
+    assert result["marketing"] == {"contacts": len(MARKETING_PEOPLE), "in_newsletter_with_firstname":
+                                   len(MARKETING_PEOPLE), "sms": len(SMS_PEOPLE), "sms_as_sent": len(SMS_PEOPLE),
+                                   "ok": True}
+    first = MARKETING_PEOPLE[0]
+    assert "Marketing (Dotdigital)" in text
+    assert (f"One contact: person{first}@example.com, list Newsletter ({newsletter.id}), "
+            f"FIRSTNAME 'Person {first}'") in text, text
+    assert all(f"SMS to {n}: {SMS_MESSAGE!r}" in text for n in numbers) and "Unexpected" not in text
     # its temp folder (the generated config) is gone; the files beside --database stay
     assert list(system_tmp.iterdir()) == []
     assert (tmp_path / "demo.db").is_file() and (tmp_path / "sgbridge.duckdb").is_file()
