@@ -180,8 +180,8 @@ async def test_an_audience_exit_takes_the_contact_off_the_list_and_keeps_it() ->
 
 @pytest.mark.anyio
 async def test_a_contacts_actions_in_one_window_run_in_order() -> None:
-    """Three changes of one contact in one window: the last one's values win, as they would one by
-    one; a 429 on the first makes the later ones wait, not overtake it."""
+    """Three changes of one contact in one window: one PATCH, the last one's values winning as they
+    would one by one; a 429 on it makes all three wait, none overtakes another."""
     from sgbridge.actions.runner import ActionRunner, check_subscription
 
     app = create_dotdigital_emulator(users={USER: PASSWORD}, job_delay_seconds=0.0)
@@ -196,10 +196,13 @@ async def test_a_contacts_actions_in_one_window_run_in_order() -> None:
                   for n, plan in enumerate(("free", "pro", "team"))]
         done = await runner.run([runner.plan(n, e) for n, e in enumerate(events)])
         plan = (await client.get("/_emulator/contacts")).json()["contacts"][0]["dataFields"]["PLAN"]
+        patches = [r for r in (await client.get("/_emulator/requests")).json()["requests"]
+                   if r["method"] == "PATCH"]
         await client.post("/_emulator/faults", json={"status": 429, "count": 1, "retry_after": 1,
                                                      "path": "/contacts/v3"})
         limited = await runner.run([runner.plan(n, e) for n, e in enumerate(reversed(events))])
         after = (await client.get("/_emulator/contacts")).json()["contacts"][0]["dataFields"]["PLAN"]
     assert [r.kind for r in done] == ["delivered"] * 3 and plan == "team"
+    assert len(patches) == 1  # coalesced: one PATCH with the last values
     assert [r.kind for r in limited] == ["retry"] * 3  # the first was limited; the others wait behind it
     assert after == "team"  # nothing overtook it

@@ -6,6 +6,7 @@ pauses, the request log, Transient on 408/429/5xx) is ``actions.http``."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,7 @@ class DotdigitalApi(ApiClient):
     authorization: str = ""
     endpoint: str = DEFAULT_HOST
     _data_fields: list[dict[str, Any]] | None = field(default=None, init=False)
+    _reading: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)  # one read for every contact
 
     @classmethod
     def with_login(cls, client: httpx.AsyncClient, username: str, password: str, endpoint: str = DEFAULT_HOST,
@@ -34,14 +36,15 @@ class DotdigitalApi(ApiClient):
 
     async def data_fields(self) -> list[dict[str, Any]]:
         """``[{name, type, visibility, defaultValue}]``, read once (``GET /v2/data-fields/``)."""
-        if self._data_fields is None:
-            response = await self.call("GET", "/v2/data-fields/")
-            if response.status_code >= 300:
-                raise rejection(response, "data fields")
-            found = response_json(response)
-            self._data_fields = [f for f in found if isinstance(f, dict) and "name" in f] \
-                if isinstance(found, list) else []
-        return self._data_fields
+        async with self._reading:
+            if self._data_fields is None:
+                response = await self.call("GET", "/v2/data-fields/")
+                if response.status_code >= 300:
+                    raise rejection(response, "data fields")
+                found = response_json(response)
+                self._data_fields = [f for f in found if isinstance(f, dict) and "name" in f] \
+                    if isinstance(found, list) else []
+            return self._data_fields
 
 
 def error_text(response: httpx.Response) -> str:

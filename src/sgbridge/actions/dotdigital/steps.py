@@ -280,6 +280,78 @@ async def _run_one(item: Item, ctx: Context, earlier: dict[str, str], outcomes: 
     item.settle(result)
 
 
+def _upserts_from(mine: list[Item], start: int) -> list[Item]:
+    """The run of Add or Update Contact steps of one contact, by one channel, from ``start``."""
+    first = mine[start].op
+    assert isinstance(first, DotdigitalStep)
+    if first.action != "addContactToList":
+        return [mine[start]]
+    run = [mine[start]]
+    for item in mine[start + 1:]:
+        op = item.op
+        if not isinstance(op, DotdigitalStep) or op.action != "addContactToList" \
+                or _channel(op.payload) != _channel(first.payload):
+            break
+        run.append(item)
+    return run
+
+
+def merged_upsert(bodies: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several upserts of one contact as one, with the effect of sending them in order with
+    ``merge-option=overwrite``: the later values win, lists and data fields add up."""
+    merged: dict[str, Any] = {"identifiers": {}, "channelProperties": {}}
+    for body in bodies:
+        merged["identifiers"].update(body.get("identifiers") or {})
+        merged["channelProperties"].update(body.get("channelProperties") or {})
+        for listed in body.get("lists") or []:
+            merged.setdefault("lists", [])
+            if listed not in merged["lists"]:
+                merged["lists"].append(listed)
+        if body.get("dataFields") is not None:
+            merged["dataFields"] = {**merged.get("dataFields", {}), **body["dataFields"]}
+    return merged
+
+
+async def _coalesced_upserts(run: list[Item], ctx: Context) -> None:
+    """A contact's consecutive changes in one PATCH (each event's data fields checked on its own:
+    a bad one is rejected alone)."""
+    api = _api(ctx)
+    bodies: list[tuple[Item, dict[str, Any]]] = []
+    for item in run:
+        op = item.op
+        assert isinstance(op, DotdigitalStep)
+        payload = dict(op.payload)
+        try:
+            if payload.get("dataFields"):
+                payload["dataFields"] = await validated_data_fields(api, dict(payload["dataFields"]))
+        except Transient as exc:
+            for waiting in run:
+                waiting.settle(OpResult(RETRY, exc.reason, exc.status, after=exc.after))
+            return
+        except (Rejection, Invalid) as exc:
+            reason = exc.reason if isinstance(exc, Rejection) else exc.message
+            item.settle(OpResult(REJECTED, reason, getattr(exc, "status", 400)))
+            continue
+        bodies.append((item, upsert_body(payload)))
+    if not bodies:
+        return
+    first = bodies[0][0].op
+    assert isinstance(first, DotdigitalStep)
+    channel, value = _channel(first.payload)
+    owners = [i.event.ref for i, _ in bodies]
+    try:
+        response = await api.call("PATCH", f"/contacts/v3/{channel}/{value}?merge-option=overwrite",
+                                  body=merged_upsert([b for _, b in bodies]), owners=owners)
+        await _ok(response, "upsert the contact")
+        result = OpResult(OK, status=response.status_code)
+    except Transient as exc:
+        result = OpResult(RETRY, exc.reason, exc.status, after=exc.after)
+    except Rejection as exc:
+        result = OpResult(REJECTED, exc.reason, exc.status)
+    for item, _ in bodies:
+        item.settle(result)
+
+
 async def run_dotdigital(items: list[Item], ctx: Context) -> None:
     """One round: each contact's actions one after another, in its events' order; the contacts side
     by side (the API's concurrency bounds it). A contact whose action must be tried again stops
@@ -292,9 +364,16 @@ async def run_dotdigital(items: list[Item], ctx: Context) -> None:
         by_contact.setdefault(item.group, []).append(item)
 
     async def in_order(mine: list[Item]) -> None:
-        for item in mine:
-            await _run_one(item, ctx, earlier, outcomes)
-            if item.result is not None and item.result.kind == RETRY:
+        index = 0
+        while index < len(mine):
+            run = _upserts_from(mine, index)
+            if len(run) > 1:
+                await _coalesced_upserts(run, ctx)
+                index += len(run)
+            else:
+                await _run_one(mine[index], ctx, earlier, outcomes)
+                index += 1
+            if any(i.result is not None and i.result.kind == RETRY for i in mine[:index]):
                 return  # the executor holds the contact back: its later actions come back as waiting
 
     await asyncio.gather(*(in_order(mine) for mine in by_contact.values()))
