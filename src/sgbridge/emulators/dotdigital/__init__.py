@@ -18,8 +18,8 @@ Sources for the behaviour (none of them is read at run time):
 - v2 error strings (``Authorization has been denied for this request.``, ``Error:
   ERROR_CONTACT_NOT_FOUND``, ``... ERROR_PARAMETER_INVALID``, ``ERROR_PROGRAM_NOT_ACTIVE``...):
   Dotdigital's Magento connector (dotmailer/dotmailer-magento-extension ``Apiconnector/Client.php``).
-- Segment's requests and the answers its code reads: ``../shared/reference/segment-api.md``
-  §1.3-1.4 and the fixtures ``segment-action-destinations/dotdigital*``.
+- Segment's requests and the answers its code reads: the project's research notes on Segment's
+  Dotdigital destinations (segment-api.md §1.3-1.4) and Segment's own test cases for them.
 
 Modules: ``state`` (the account), ``pipeline`` (faults, region, auth, limits, error shapes),
 ``contacts`` (v3), ``v2`` (the rest), ``limits``, ``control`` (``/_emulator/...``).

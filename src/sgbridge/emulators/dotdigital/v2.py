@@ -2,7 +2,7 @@
 
 Shapes from Dotdigital's v2 OpenAPI (``ApiDataField``, ``ApiAddressBook``, ``ApiProgram``,
 ``ApiProgramEnrolment``, ``ApiCampaignSend``, ``ApiTransactionalEmail``, ``ApiSms``) and the
-answers Segment's code reads (``fixtures/peers/segment-action-destinations/dotdigital*``).
+answers Segment's code reads (Segment's own test cases of its Dotdigital destinations).
 v2 is ASP.NET Web API: property names are matched case-insensitively (Segment sends
 ``campaignID``/``contactIDs`` and ``ToAddresses``), and errors are ``{"message": "... ERROR_X"}``.
 Status codes: data fields 200/201, lists 200/201, list member DELETE 204, enrolment 201 (then
