@@ -23,7 +23,8 @@ def _json_file(path: str, what: str) -> Any:
 
 
 @actions.command("test")
-@click.option("--destination", required=True, help="sendgrid, sendgrid-audiences or webhook (or Segment's slug).")
+@click.option("--destination", required=True, help="sendgrid, sendgrid-audiences, webhook, dotdigital, "
+              "dotdigital-audiences or twilio (or Segment's slug).")
 @click.option("--action", "action_key", required=True, help="The action's key, e.g. updateUserProfile.")
 @click.option("--settings", "settings_file", type=click.Path(exists=True, dir_okay=False),
               help="JSON destination settings, e.g. {\"sendGridApiKey\": \"...\"}.")
