@@ -206,3 +206,35 @@ async def test_a_contacts_actions_in_one_window_run_in_order() -> None:
     assert len(patches) == 1  # coalesced: one PATCH with the last values
     assert [r.kind for r in limited] == ["retry"] * 3  # the first was limited; the others wait behind it
     assert after == "team"  # nothing overtook it
+
+
+@pytest.mark.anyio
+async def test_an_audience_without_a_list_id_gets_a_list_by_its_name() -> None:
+    """createAudienceLists (sgbridge's, as for SendGrid Lists): events without the list's id find
+    the list named after the audience (audienceName, else the audience key), or make it once."""
+    from sgbridge.actions.runner import ActionRunner, check_subscription
+
+    app = create_dotdigital_emulator(users={USER: PASSWORD}, job_delay_seconds=0.0)
+
+    def engage(user: str, member: bool) -> dict[str, Any]:
+        return {"type": "identify", "userId": user, "messageId": f"{user}-{member}", "traits": {
+            "email": f"{user}@example.com", "vip_customers": member}, "context": {"personas": {
+                "computation_class": "audience", "computation_key": "vip_customers"}}}
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://dd.test") as client:
+        sub = check_subscription("s", "dotdigital-audiences", "syncAudience", None, None)
+        runner = ActionRunner("dotdigital-audiences", {"username": USER, "password": PASSWORD,
+                                                       "createAudienceLists": True}, [sub], client,
+                              endpoint="http://dd.test")
+        first = await runner.run([runner.plan(1, engage("ada", True)), runner.plan(2, engage("bob", True))])
+        left = await runner.run([runner.plan(3, engage("bob", False))])
+        lists = (await client.get("/_emulator/lists")).json()["lists"]
+        contacts = (await client.get("/_emulator/contacts")).json()["contacts"]
+        strict = ActionRunner("dotdigital-audiences", {"username": USER, "password": PASSWORD}, [sub], client,
+                              endpoint="http://dd.test")
+        refused = await strict.run([strict.plan(4, engage("cy", True))])
+    [made] = [x for x in lists if x["name"] == "vip_customers"]
+    members = {c["identifiers"]["email"]: [m["id"] for m in c["lists"]] for c in contacts}
+    assert [r.kind for r in first + left] == ["delivered"] * 3
+    assert members == {"ada@example.com": [made["id"]], "bob@example.com": []}
+    assert refused[0].kind == "rejected"  # without the setting, Segment's refusal: no audience id

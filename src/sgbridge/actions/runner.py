@@ -157,8 +157,10 @@ class ActionRunner:
         return planned
 
     def _operations(self, sub: Subscribed, event: dict[str, Any]) -> list[Operation]:
-        if sub.action.destination == "sendgrid-audiences":
-            event = with_list_placeholder(event, self.settings)
+        if sub.action.destination in ("sendgrid-audiences", "dotdigital-audiences"):
+            settings = self.settings if sub.action.destination == "sendgrid-audiences" else \
+                {**self.settings, "listName": self.settings.get("audienceName")}
+            event = with_list_placeholder(event, settings)
         try:
             payload = build_payload(sub.action, sub.compiled, event)
         except PayloadInvalid:

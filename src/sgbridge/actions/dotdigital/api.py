@@ -27,6 +27,8 @@ class DotdigitalApi(ApiClient):
     endpoint: str = DEFAULT_HOST
     _data_fields: list[dict[str, Any]] | None = field(default=None, init=False)
     _reading: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)  # one read for every contact
+    _lists: dict[str, int] = field(default_factory=dict, init=False)
+    _finding: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
 
     @classmethod
     def with_login(cls, client: httpx.AsyncClient, username: str, password: str, endpoint: str = DEFAULT_HOST,
@@ -45,6 +47,34 @@ class DotdigitalApi(ApiClient):
                 self._data_fields = [f for f in found if isinstance(f, dict) and "name" in f] \
                     if isinstance(found, list) else []
             return self._data_fields
+
+
+async def list_named(api: DotdigitalApi, name: str, visibility: str = "Private") -> int:
+    """The id of the list (address book) of that name, made if there is none; kept per process
+    (Segment's ``createAudience``: ``GET /v2/address-books?select=200&skip=n``, then ``POST``)."""
+    async with api._finding:
+        if name in api._lists:
+            return api._lists[name]
+        skip = 0
+        while True:
+            response = await api.call("GET", "/v2/address-books", params={"select": 200, "skip": skip})
+            if response.status_code >= 300:
+                raise rejection(response, "find the audience's list")
+            page = response_json(response)
+            page = page if isinstance(page, list) else []
+            found = next((b for b in page if isinstance(b, dict) and b.get("name") == name), None)
+            if found is not None:
+                api._lists[name] = int(found["id"])
+                return api._lists[name]
+            if len(page) < 200:
+                break
+            skip += 200
+        response = await api.call("POST", "/v2/address-books", body={"name": name, "visibility": visibility})
+        if response.status_code >= 300:
+            raise rejection(response, "create the audience's list")
+        created = response_json(response)
+        api._lists[name] = int(created["id"]) if isinstance(created, dict) else 0
+        return api._lists[name]
 
 
 def error_text(response: httpx.Response) -> str:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sgbridge.actions.operations import DotdigitalStep, Invalid, Operation
+from sgbridge.actions.sendgrid.audience_lists import PLACEHOLDER
 
 MIN_PHONE_DIGITS = 7
 # checkAndCleanEmail's expression (actions-shared/dotdigital/helpers/functions), as Segment has it
@@ -117,8 +118,13 @@ def plan_sync_audience(payload: dict[str, Any], event: dict[str, Any], now: floa
     value = email or mobile
     if channel is None or not value:
         raise Invalid("At least one identifier (email or mobile number) must be provided.")
+    audience = str(payload.get("external_audience_id"))
+    if audience.startswith(PLACEHOLDER):  # createAudienceLists: the list is found or made by name
+        steps = {**payload, "member": member, "channel": channel, "value": value,
+                 "listName": audience.removeprefix(PLACEHOLDER)}
+        return _step("syncAudience", steps, {channel: str(value)})
     try:
-        list_id = float(str(payload.get("external_audience_id")).strip() or "x")
+        list_id = float(audience.strip() or "x")
     except ValueError:
         raise Invalid("external_audience_id must be a numeric value.") from None
     steps = {**payload, "member": member, "channel": channel, "value": value,

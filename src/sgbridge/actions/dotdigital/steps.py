@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from sgbridge.actions.dotdigital.api import DotdigitalApi, rejection
+from sgbridge.actions.dotdigital.api import DotdigitalApi, list_named, rejection
 from sgbridge.actions.dotdigital.plans import defined
 from sgbridge.actions.executor import Context
 from sgbridge.actions.http import Rejection, Transient, response_json
@@ -213,7 +213,9 @@ async def _sync_audience(api: DotdigitalApi, item: Item, op: DotdigitalStep) -> 
     (its other lists, its data), as the issue asks: a contact unknown to Dotdigital, or not on the
     list, is already out."""
     payload = op.payload
-    channel, value, list_id = payload["channel"], payload["value"], payload["listId"]
+    channel, value = payload["channel"], payload["value"]
+    list_id = payload["listId"] if "listId" in payload else await list_named(
+        api, payload["listName"], str(payload.get("visibility") or "Private"))
     # The data fields are checked on an exit too (Segment's code checks them first, whatever comes).
     fields = await validated_data_fields(api, dict(payload["dataFields"])) if payload.get("dataFields") else None
     if payload["member"]:
