@@ -23,6 +23,7 @@ from sgbridge.inbound.asgi import Receive, Scope, Send, send_json
 from sgbridge.inbound.routes import PATH as WEBHOOK_PATH
 from sgbridge.inbound.routes import SendGridInbound
 from sgbridge.inbound.segment_routes import SegmentInbound
+from sgbridge.inbound.twilio import TWILIO_PATH, TwilioInbound
 from sgbridge.journal import Journal
 from sgbridge.journal.dialect import SQLiteDialect
 from sgbridge.journal.housekeeping import prune
@@ -83,10 +84,11 @@ class Bridge:
         # Housekeeping (pruning, backlog gauges) runs in one role of the configured set.
         self.housekeeping = housekeeping_role(settings) in roles
         # The webhook endpoints, in the ingest role's process only (other roles answer no POST).
-        self.inbound: tuple[SendGridInbound, SegmentInbound] | None = None
+        self.inbound: tuple[SendGridInbound, SegmentInbound, TwilioInbound] | None = None
         if "ingest" in roles:
             self.inbound = (SendGridInbound(settings, self.journal, self.wake),
-                            SegmentInbound(settings, self.journal, self.wake))
+                            SegmentInbound(settings, self.journal, self.wake),
+                            TwilioInbound(settings.twilio_inbound, self.journal, self.wake))
         self._tasks: list[asyncio.Task[None]] = []  # housekeeping, the object sync
         self._starting: asyncio.Task[None] | None = None
         self._delivering: list[asyncio.Task[None]] = []  # one per destination worker
@@ -226,6 +228,8 @@ class BridgeApp(Starlette):
                 handler = inbound[0]
             elif SegmentInbound.route_of(path) is not None:
                 handler = inbound[1]
+            elif path.rstrip("/") == TWILIO_PATH:
+                handler = inbound[2]
             if handler is not None:
                 try:
                     await handler(scope, receive, send)
@@ -276,6 +280,7 @@ def build_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = N
         routes=[
             Route(WEBHOOK_PATH, webhook_wrong_method),
             Route(WEBHOOK_PATH + "/{source}", webhook_wrong_method),
+            Route(TWILIO_PATH, webhook_wrong_method),
             Route("/healthz", healthz),
             Route("/metrics", metrics_endpoint),
         ],

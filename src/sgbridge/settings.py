@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from sgbridge.inbound.twilio import TwilioInboundSettings
 from sgbridge.roles.settings import ProcessSettings
 from sgbridge.workflows.settings import (
     AudienceReconcileSettings,
@@ -294,6 +295,7 @@ class Settings(BaseSettings):
         default_factory=list, description="scheduled reconciles of a SendGrid list with the audience membership "
         "sgbridge recorded (docs/workflows.md)")
     suppression_watch: SuppressionWatchSettings = Field(default_factory=SuppressionWatchSettings)
+    twilio_inbound: TwilioInboundSettings = Field(default_factory=TwilioInboundSettings)
 
     @field_validator("database_url")
     @classmethod
@@ -441,6 +443,8 @@ def _apply_short_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
     if endpoint := env.get("SEGMENT_ENDPOINT"):
         segment["endpoint"] = endpoint
     inbound = data.setdefault("segment_inbound", {})
+    if token := env.get("TWILIO_AUTH_TOKEN"):
+        data.setdefault("twilio_inbound", {}).setdefault("auth_token", token)
     if secret := env.get("SEGMENT_WEBHOOK_SHARED_SECRET"):
         inbound["shared_secret"] = secret
     if secret := env.get("SEGMENT_WEBHOOK_HEADER_SECRET"):

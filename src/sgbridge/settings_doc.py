@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from sgbridge.inbound.twilio import TwilioInboundSettings
 from sgbridge.roles.settings import ProcessSettings
 from sgbridge.settings import (
     ActionDestinationSettings,
@@ -48,6 +49,8 @@ _SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("workflow_engine", WorkflowEngineSettings, "Workflow engine (the `workflows` role)"),
     ("audience_reconcile", AudienceReconcileSettings, "Audience reconciles (`[[audience_reconcile]]`, one table "
      "each; template 2 in [workflow-templates.md](workflow-templates.md))"),
+    ("twilio_inbound", TwilioInboundSettings, "Twilio's status callbacks (`/webhooks/twilio`; "
+     "[actions.md](actions.md))"),
     ("suppression_watch", SuppressionWatchSettings, "Suppression watch (SendGrid's suppression lists → events; "
      "[workflows.md](workflows.md))"),
 ]

@@ -64,8 +64,8 @@ async def serve_app(app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, log
 
 @contextmanager
 def serve_in_thread(app: ASGIApp, *, host: str = "127.0.0.1", log_level: str = "warning",
-                    lifespan: Literal["on", "off"] = "off") -> Iterator[str]:
-    """Serve ``app`` on a free port in a background thread; yields the base URL.
+                    lifespan: Literal["on", "off"] = "off", port: int = 0) -> Iterator[str]:
+    """Serve ``app`` on a free port (or ``port``) in a background thread; yields the base URL.
 
     The socket is bound here (port 0) and handed to uvicorn, so there is no window in which
     another process could take the port between choosing and binding it. ``lifespan="on"``
@@ -74,7 +74,7 @@ def serve_in_thread(app: ASGIApp, *, host: str = "127.0.0.1", log_level: str = "
     install_drop_log_filter()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
+    sock.bind((host, port))
     port = sock.getsockname()[1]
     server = uvicorn.Server(_config(app, host, port, log_level, lifespan))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

@@ -27,7 +27,8 @@ from sgbridge.model import InboundEvent
 # Journal source names of Segment-born events; SendGrid source names cannot contain ':'.
 WEBHOOK_SOURCE = "segment:webhook"
 API_SOURCE = "segment:api"
-SEGMENT_SOURCES = frozenset({WEBHOOK_SOURCE, API_SOURCE})
+TWILIO_SOURCE = "twilio:status"  # Twilio's status callbacks, as track calls (inbound/twilio.py)
+SEGMENT_SOURCES = frozenset({WEBHOOK_SOURCE, API_SOURCE, TWILIO_SOURCE})  # the Segment stream's sources
 
 EVENT_TYPES = frozenset({"track", "identify", "page", "screen", "group", "alias"})
 MAX_EVENT_BYTES = 32 * 1024  # Segment's per-event limit

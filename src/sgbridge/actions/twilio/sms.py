@@ -54,7 +54,12 @@ def plan_send_sms(payload: dict[str, Any], event: dict[str, Any], now: float) ->
     else:
         form["From"] = payload["from"]
     if payload.get("statusCallback"):
-        form["StatusCallback"] = payload["statusCallback"]
+        # Who the message was for, and for which event: the callbacks come back as that user's events.
+        who = {name: str(event[field]) for name, field in (("sgbridge_user", "userId"),
+                                                           ("sgbridge_anonymous", "anonymousId"),
+                                                           ("sgbridge_message", "messageId")) if event.get(field)}
+        url = str(payload["statusCallback"])
+        form["StatusCallback"] = url + ("&" if "?" in url else "?") + urlencode(who) if who else url
     message_id = event.get("messageId")
     return [TwilioMessage(form, f"twilio:sms:{message_id}" if message_id else "")]
 
