@@ -5,8 +5,7 @@ Segment's own destination code is the referee (issue 13, item 4). This script bu
 300 varied cases per destination, runs each through Segment's published code with
 ``../shared/tools/segment-oracle`` (``node run-oracle.js --many``) and writes every case with
 Segment's outputs (``expected_requests``, ``expected_result`` or ``expected_error``).
-``tests/actions/test_oracle_cases.py`` replays the SendGrid ones on sgbridge; the Dotdigital ones
-wait for sgbridge's Dotdigital destination.
+``tests/actions/test_oracle_cases.py`` replays them on sgbridge and compares the writes.
 
 Regenerate (about a minute; nothing is installed inside the repository)::
 
@@ -46,6 +45,14 @@ What the cases cover (``scenario`` names the kind, ``tags`` the details):
 * **dotdigital-audiences** — ``syncAudience``: adds (PATCH) and removes (DELETE), email or
   mobile identifier, data fields, missing identifiers, non-numeric audience ids, missing audience
   keys, errors on the data-field read and on the write.
+* **webhook** — ``send`` single and batch: every event type, ``data`` as the whole event or parts
+  of it (paths, literals, templates, ``@if``, missing paths, undefined), POST/PUT/PATCH and invalid
+  methods, mapped headers (and header names/values Segment's fetch refuses, Latin-1 values it
+  sends), the ``sharedSecret`` signature (``X-Signature``) with several secrets, numbers as
+  ``JSON.stringify`` writes them, invalid URLs, data that is not an object, an error answered to
+  the request (401, 403, 404, 429, 500), batches of one to 1,000 events with ``batch_size``
+  values, and batches Segment's pipeline splits before the action runs (more events than
+  ``batch_size``; url/method/headers differing between events, the ``batch_keys``).
 
 Some cases carry a ``reference``: Segment's outputs for the same input without the rows sgbridge
 rejects or drops on its own (``reference.drop_rows``), and/or with the answers of a read that
@@ -53,11 +60,16 @@ failed put right (``reference.mock_responses``), i.e. what Segment writes once t
 of the batch or the read works again. The comparison uses it where docs/actions.md says sgbridge
 differs on purpose: a bad row is rejected alone instead of failing the batch, events that are not
 audience membership changes are dropped, field definitions are read only when a custom field
-needs them.
+needs them. A webhook batch the pipeline splits carries ``reference.groups`` instead: the batches
+Segment's pipeline hands to the action (by url/method/headers, at most ``batch_size`` each), each
+run through Segment's code (``reference.outcomes``), their requests one after the other
+(``reference.expected_requests``); Segment's code alone sends the whole batch to the first
+payload's url with its method and headers (the case's own outputs).
 
 To keep the files small, recorded requests keep method, URL and JSON body (``body_raw`` only
 when the body is not JSON); headers are left out (they are the same on every request: auth,
-accept, content type).
+accept, content type). Webhook requests also keep their headers (``X-Signature``, the mapped
+ones) and ``body_raw`` up to ``RAW_BODY_LIMIT`` characters, the bytes the signature covers.
 """
 
 from __future__ import annotations
@@ -1123,32 +1135,323 @@ def dotdigital_audiences_cases(g: Gen) -> list[Case]:
     return cases
 
 
+# -- webhook --------------------------------------------------------------------------------------
+
+WH_URLS = ["https://example.com/hook", "https://hooks.example.org/segment?token=abc123",
+           "http://localhost:8080/inbound", "https://api.example.net:8443/v1/events", "https://example.com",
+           "https://Example.COM/Path/To/Hook", "https://example.com/a%20b?q=x%2Fy&r=1",
+           "https://user:secret@hooks.example.org/basic", "https://example.com/%C3%BCn%C3%AFcode/p%C3%A4th"]
+# Not "https://" or "https:///x" (no host): Segment refuses it (PayloadValidationError "Invalid URL"), but sgbridge's
+# request on the test's ASGI transport raises a ValueError that stops the whole comparison run (on a
+# real transport httpx raises UnsupportedProtocol, which sgbridge retries).
+WH_BAD_URLS = ["example.com/hook", "not a url", "//example.com/hook", "hook", "https://exa mple.com/x",
+               "", "http//example.com", "https://example.com/ünïcode/päth", "https//example.com/x"]
+WH_SECRETS = ["abc123", "s3cr3t-" + "x" * 40, "sécret ünicode", "a", "with spaces and \"quotes\""]
+WH_EVENT_TYPES = ("track", "identify", "page", "screen", "group", "alias")
+WH_GOOD_HEADERS = [{"Authorization": "Bearer tok_12345"}, {"X-Api-Key": "k-987"},
+                   {"Custom-Header": "Custom-Value", "X-Tenant": "acme"}, {"Accept": "application/json"},
+                   {"X-Request-Source": "segment", "X-Empty": ""}, {"User-Agent": "sgbridge-oracle/1"},
+                   {"X-Number": 42, "X-Bool": True}, {"X-Long": "v" * 300}, {"x-lower": "ok", "X-Upper": "OK"}]
+WH_BAD_HEADERS = [{"X-Name": "هيثم"}, {"X-Emoji": "🎉"}, {"Bad Name": "x"}, {"X-Newline": "a\nb"},
+                  {"X-Ok": "fine", "X-Bad": "日本"}, {"Bäd": "x"}, {"X-Cr": "a\r\nInjected: 1"}]
+WH_LATIN1_HEADERS = [{"X-Accent": "é"}, {"X-Name": "José Núñez"}]
+
+
+def _wh_value(g: Gen) -> Any:
+    return g.pick([
+        g.word(), g.rng.randint(-1000, 100000), round(g.rng.uniform(-100, 100), 3), True, False, None,
+        "", "ünïcødé 日本語 🎉", "line\nbreak\ttab \"quoted\" \\ back", [1, "two", None, {"three": 3}],
+        {"nested": {"deep": [g.word(), g.rng.randint(0, 9)]}}, [], {}, "</script><b>x</b>", "a" * 200,
+    ])
+
+
+def _wh_props(g: Gen, n: int | None = None) -> dict[str, Any]:
+    props: dict[str, Any] = {}
+    for _ in range(g.rng.randint(0, 8) if n is None else n):
+        props[g.pick(["plan", "price", "currency", "sku", "items", "ok", "note", "score", "tags", "meta",
+                      g.word(5), "Mixed Case Key", "ключ", "with.dot", "$dollar"])] = _wh_value(g)
+    return props
+
+
+def _wh_event(g: Gen, kind: str | None = None, props: dict[str, Any] | None = None) -> dict[str, Any]:
+    kind = kind or g.pick(WH_EVENT_TYPES)
+    context: dict[str, Any] = {"library": {"name": g.pick(["analytics.js", "analytics-python", "analytics-ios"]),
+                                           "version": f"{g.rng.randint(1, 5)}.{g.rng.randint(0, 20)}.0"}}
+    if g.chance(0.5):
+        context["ip"] = f"10.{g.rng.randint(0, 255)}.{g.rng.randint(0, 255)}.{g.rng.randint(1, 254)}"
+    if g.chance(0.4):
+        context["page"] = {"url": f"https://shop.example.com/{g.word()}", "title": g.pick(CITIES), "referrer": ""}
+    if g.chance(0.3):
+        context["locale"] = g.pick(["en-US", "fr-FR", "ja-JP"])
+    traits = None
+    if kind in ("identify", "group") or g.chance(0.2):
+        traits = {"email": g.email(), "first_name": g.pick(FIRST), "last_name": g.pick(LAST)}
+        if g.chance(0.5):
+            traits["address"] = {"city": g.pick(CITIES), "country": g.pick(COUNTRIES)}
+    event = _event(g, "track" if kind == "track" else kind, traits=traits,
+                   properties=props if props is not None else _wh_props(g), context=context,
+                   user=g.chance(0.85), anon=g.chance(0.7), name=g.pick(["Order Completed", "Signed Up", "Test Event",
+                                                                         "Ünïcode Ëvent", "Product Viewed"]))
+    if kind != "track" and (props is not None or kind in ("page", "screen")):
+        event["properties"] = props if props is not None else _wh_props(g)
+    if kind in ("page", "screen"):
+        event["name"] = g.pick(["Home", "Checkout", "Settings"])
+    if kind == "group":
+        event["groupId"] = f"group-{g.seq()}"
+    if kind == "alias":
+        event["previousId"] = f"prev-{g.seq()}"
+    event["timestamp"] = f"2024-06-01T11:59:{g.rng.randint(0, 59):02d}.000Z"
+    return event
+
+
+def _wh_data(g: Gen) -> tuple[dict[str, Any] | None, str]:
+    """A ``data`` mapping of some part of the event (None: the default, the whole event)."""
+    return g.pick([
+        (None, "data=default"),
+        ({"@path": "$."}, "data=$."),
+        ({"@path": "$.properties"}, "data=$.properties"),
+        ({"@path": "$.context"}, "data=$.context"),
+        ({"@path": "$.traits"}, "data=$.traits"),
+        ({"event": {"@path": "$.event"}, "user": {"@path": "$.userId"}, "props": {"@path": "$.properties"}},
+         "data=object-of-paths"),
+        ({"id": {"@path": "$.messageId"}, "source": "segment", "version": 2, "flags": [True, False, None],
+          "when": {"@path": "$.timestamp"}}, "data=literals-and-paths"),
+        ({"greeting": {"@template": "Hello {{traits.first_name}} ({{userId}})"}, "type": {"@path": "$.type"}},
+         "data=template"),
+        ({"who": {"@if": {"exists": {"@path": "$.userId"}, "then": {"@path": "$.userId"},
+                          "else": {"@path": "$.anonymousId"}}}}, "data=if-exists"),
+        ({"missing": {"@path": "$.properties.does_not_exist"}, "type": {"@path": "$.type"}},
+         "data=missing-path-key"),
+        ({"city": {"@path": "$.traits.address.city"}, "lib": {"@path": "$.context.library.name"}},
+         "data=nested-paths"),
+        ({"@path": "$.properties.does_not_exist"}, "data=undefined"),
+        ({}, "data=empty-object"),
+    ])
+
+
+def webhook_cases(g: Gen) -> list[Case]:
+    cases: list[Case] = []
+
+    def settings() -> dict[str, Any]:
+        return {"sharedSecret": g.pick(WH_SECRETS)} if g.chance(0.4) else g.pick([{}, {}, {"sharedSecret": ""}])
+
+    def add(scenario: str, tags: list[str], st: dict[str, Any], mapping: dict[str, Any],
+            ev: dict[str, Any] | list[dict[str, Any]], mocks: list[dict[str, Any]] | None = None) -> Case:
+        batch = isinstance(ev, list)
+        tags = ["batch" if batch else "single", *tags, *(["signed"] if st.get("sharedSecret") else [])]
+        case = _case("webhook", "send", scenario, tags, st, mapping, ev, mocks or [])
+        cases.append(case)
+        return case
+
+    def mapping_for(url: Any, method: str | None = None, headers: Any = None, data: Any = None,
+                    batch_size: Any = None) -> tuple[dict[str, Any], list[str]]:
+        mapping: dict[str, Any] = {"url": url}
+        tags = []
+        if method is not None:
+            mapping["method"] = method
+            tags.append(f"method={method}")
+        if headers is not None:
+            mapping["headers"] = headers
+            tags.append("headers")
+        if data is not None:
+            mapping["data"] = data
+        if batch_size is not None:
+            mapping["batch_size"] = batch_size
+            tags.append(f"batch_size={batch_size}")
+        return mapping, tags
+
+    def ok_mock() -> list[dict[str, Any]]:
+        return g.pick([[], [], [{"url_regex": ".", "status": 200, "json": {"ok": True}}],
+                       [{"url_regex": ".", "status": 201, "json": {"id": g.word()}}],
+                       [{"url_regex": ".", "status": 202, "body": ""}], [{"url_regex": ".", "status": 204}]])
+
+    # single events: every event type, each data mapping, methods, headers, signatures
+    for _ in range(110):
+        data, dtag = _wh_data(g)
+        method = g.pick([None, "POST", "PUT", "PATCH"])
+        headers = g.pick(WH_GOOD_HEADERS) if g.chance(0.35) else None
+        mapping, tags = mapping_for(g.pick(WH_URLS), method, headers, data)
+        ev = _wh_event(g)
+        add("send", [ev["type"], dtag, *tags], settings(), mapping, ev, ok_mock())
+    # the published examples of Segment's own tests, as they are
+    add("send", ["segment-test:customizations"], {}, {"url": "https://example.build", "method": "PUT",
+                                                       "headers": {"Custom-Header": "Custom-Value"},
+                                                       "data": {"cool": True}}, _wh_event(g, "track"))
+    add("signature", ["segment-test:signing"], {"sharedSecret": "abc123"},
+        {"url": "https://example.com", "data": {"@path": "$.properties"}}, _wh_event(g, "track", {"cool": True}))
+    # no default mappings: url, method, data all given
+    for _ in range(10):
+        mapping, tags = mapping_for(g.pick(WH_URLS), g.pick(["POST", "PUT", "PATCH"]), None, _wh_data(g)[0] or
+                                    {"@path": "$."})
+        case = add("no-defaults", tags, settings(), mapping, _wh_event(g))
+        case["useDefaultMappings"] = False
+    # signatures: each secret on data of every shape (unicode, nested, empty, absent)
+    for secret in WH_SECRETS:
+        for _ in range(6):
+            data, dtag = _wh_data(g)
+            mapping, tags = mapping_for(g.pick(WH_URLS), g.pick([None, "PUT"]), None, data)
+            add("signature", [dtag, *tags], {"sharedSecret": secret}, mapping, _wh_event(g))
+    # numbers as JavaScript writes them: integral floats, -0, big integers, exponents
+    for value in [1.0, 100.0, -0.0, 2.5e-7, 1e21, 12345678901234567890, 9007199254740993, 0.1 + 0.2]:
+        mapping, tags = mapping_for(g.pick(WH_URLS), None, None, {"@path": "$.properties"})
+        add("number-forms", [f"value={value!r}"], settings(), mapping, _wh_event(g, "track", {"n": value, "ok": 1}))
+    # invalid: urls, methods, headers, data that is not an object
+    for url in WH_BAD_URLS:
+        mapping, tags = mapping_for(url)
+        add("invalid", [f"url={url!r}", *tags], settings(), mapping, _wh_event(g))
+    for method in ["GET", "DELETE", "put", "post ", ""]:
+        mapping, tags = mapping_for(g.pick(WH_URLS), method)
+        add("invalid", [f"method={method!r}"], settings(), mapping, _wh_event(g))
+    for headers in WH_BAD_HEADERS:
+        mapping, tags = mapping_for(g.pick(WH_URLS), None, headers)
+        add("invalid-header", [f"headers={sorted(headers)}"], settings(), mapping, _wh_event(g))
+    for headers in WH_LATIN1_HEADERS:
+        mapping, tags = mapping_for(g.pick(WH_URLS), None, headers)
+        add("latin1-header", [f"headers={sorted(headers)}"], settings(), mapping, _wh_event(g))
+    for path in ["$.event", "$.userId", "$.properties.items", "$.properties.price"]:
+        mapping, tags = mapping_for(g.pick(WH_URLS), None, None, {"@path": path})
+        add("invalid", [f"data={path}"], settings(), mapping,
+            _wh_event(g, "track", {"items": [1, 2], "price": 9.5}))
+    # errors answered to the request
+    for status in ERRORS:
+        for batch in (False, True, False, True, False, True):
+            mapping, tags = mapping_for(g.pick(WH_URLS), g.pick([None, "PUT", "PATCH"]),
+                                        g.pick(WH_GOOD_HEADERS) if g.chance(0.3) else None, _wh_data(g)[0])
+            mocks = [{"url_regex": ".", "status": status, "json": {"error": f"status {status}"}}]
+            ev: Any = [_wh_event(g) for _ in range(g.rng.randint(2, 6))] if batch else _wh_event(g)
+            add("request-error", [f"status={status}", *tags], settings(), mapping, ev, mocks)
+
+    # batches Segment's pipeline hands over as they are: one url/method/headers, at most batch_size
+    def batch_events(n: int, props: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        return [_wh_event(g, props=dict(props) if props is not None else None) for _ in range(n)]
+
+    for _ in range(45):
+        n = g.rng.randint(2, 25)
+        size = g.pick([None, 0, n, n + 1, 100, 1000, 4000])
+        data, dtag = _wh_data(g)
+        mapping, tags = mapping_for(g.pick(WH_URLS), g.pick([None, "POST", "PUT", "PATCH"]),
+                                    g.pick(WH_GOOD_HEADERS) if g.chance(0.3) else None, data, size)
+        add("batch", [f"n={n}", dtag, *tags], settings(), mapping, batch_events(n), ok_mock())
+    for _ in range(4):
+        mapping, tags = mapping_for(g.pick(WH_URLS), None, None, _wh_data(g)[0])
+        add("batch", ["n=1", *tags], settings(), mapping, batch_events(1))
+    for n, size in [(250, None), (500, 1000), (1000, 1000), (1000, 0), (999, 4000)]:
+        data = g.pick([{"@path": "$.properties"}, {"id": {"@path": "$.messageId"}, "t": {"@path": "$.type"}}])
+        mapping, tags = mapping_for(g.pick(WH_URLS), g.pick([None, "PUT"]), None, data, size)
+        small = [{"type": "track", "event": "Item Added", "messageId": f"msg-{g.seq():05d}", "userId": f"user-{i}",
+                  "properties": {"i": i, "sku": g.word(4)}} for i in range(n)]
+        add("large-batch", [f"n={n}", *tags], g.pick([{}, {"sharedSecret": "abc123"}]), mapping, small)
+
+    # batches Segment's pipeline splits before the action sees them: more events than batch_size, or
+    # events whose url/method/headers differ (batch_keys). Segment's code alone sends one request with
+    # the first payload's url/method/headers; the reference is what it sends for each batch the
+    # pipeline makes (the groups, each run through Segment's code).
+    def split_case(scenario: str, tags: list[str], st: dict[str, Any], mapping: dict[str, Any],
+                   events: list[dict[str, Any]], keys: list[Any], size: int) -> None:
+        case = add(scenario, tags, st, mapping, events)
+        order: dict[str, list[list[int]]] = {}
+        for i, key in enumerate(keys):
+            runs = order.setdefault(json.dumps(key, sort_keys=True), [[]])
+            if size > 0 and len(runs[-1]) >= size:
+                runs.append([])
+            runs[-1].append(i)
+        case["reference"] = {"drop_rows": [], "groups": [run for runs in order.values() for run in runs]}
+
+    for _ in range(16):
+        size = g.pick([1, 2, 3, 5, 10])
+        n = g.rng.randint(size + 1, size * 4 + 2)
+        mapping, tags = mapping_for(g.pick(WH_URLS), g.pick([None, "PUT"]), None, _wh_data(g)[0], size)
+        split_case("batch-size-split", [f"n={n}", *tags], settings(), mapping, batch_events(n), [0] * n, size)
+    for _ in range(22):
+        n = g.rng.randint(2, 12)
+        vary = g.sample(["url", "method", "headers"], g.rng.randint(1, 3))
+        urls, methods, tenants = g.sample(WH_URLS[:5], 3), ["POST", "PUT", "PATCH"], ["acme", "globex", "initech"]
+        events, keys = [], []
+        for _ in range(n):
+            props = _wh_props(g, 3)
+            key = (g.pick(urls) if "url" in vary else urls[0], g.pick(methods) if "method" in vary else "POST",
+                   g.pick(tenants) if "headers" in vary else "acme")
+            props.update({"target": key[0], "verb": key[1], "tenant": key[2]})
+            events.append(_wh_event(g, props=props))
+            keys.append(list(key))
+        mapping = {"url": {"@path": "$.properties.target"}, "method": {"@path": "$.properties.verb"},
+                   "headers": {"X-Tenant": {"@path": "$.properties.tenant"}, "X-Fixed": "1"},
+                   "data": g.pick([{"@path": "$.properties"}, {"@path": "$."}, {"id": {"@path": "$.messageId"}}])}
+        size = g.pick([0, 0, 2, 100])
+        if size:
+            mapping["batch_size"] = size
+        split_case("batch-mixed-keys", [f"n={n}", "varies=" + "+".join(sorted(vary)), f"batch_size={size}"],
+                   settings(), mapping, events, keys, size)
+    # one bad event inside a batch: invalid url, header Segment's fetch refuses, data not an object
+    for _ in range(14):
+        n = g.rng.randint(2, 8)
+        bad = g.rng.randrange(n)
+        kind = g.pick(["url", "header", "data"])
+        events, keys = [], []
+        for i in range(n):
+            props = _wh_props(g, 2)
+            props.update({"target": "https://example.com/hook", "tenant": "acme", "body": {"i": i}})
+            if i == bad:
+                if kind == "url":
+                    props["target"] = g.pick(WH_BAD_URLS[:6])
+                elif kind == "header":
+                    props["tenant"] = g.pick(["هيثم", "日本", "a\nb"])
+                else:
+                    props["body"] = g.pick(["a string", 7, [1, 2]])
+            events.append(_wh_event(g, props=props))
+            keys.append([props["target"], props["tenant"]])
+        mapping = {"url": {"@path": "$.properties.target"}, "headers": {"X-Tenant": {"@path": "$.properties.tenant"}},
+                   "data": {"@path": "$.properties.body"}}
+        split_case("bad-row-in-batch", [f"n={n}", f"bad={bad}", f"bad-{kind}"], settings(), mapping, events, keys, 0)
+    return cases
+
+
 BUILDERS: dict[str, Callable[[Gen], list[Case]]] = {
     "sendgrid": sendgrid_cases,
     "sendgrid-audiences": sendgrid_audiences_cases,
     "dotdigital": dotdigital_cases,
     "dotdigital-audiences": dotdigital_audiences_cases,
+    "webhook": webhook_cases,
 }
 
 
 # -- running the oracle ----------------------------------------------------------------------------
 
-def _compact_requests(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+# Webhook requests also keep their headers (the signature, the mapped headers) and, up to this size,
+# the body as sent (what the signature is computed over).
+RAW_BODY_LIMIT = 4096
+
+
+def _compact_requests(requests: list[dict[str, Any]], headers: bool = False) -> list[dict[str, Any]]:
     out = []
     for r in requests:
         entry: dict[str, Any] = {"method": r["method"], "url": r["url"]}
+        if headers:
+            entry["headers"] = r.get("headers") or {}
         if "json" in r:
             entry["json"] = r["json"]
+            if headers and len(r["body_raw"]) <= RAW_BODY_LIMIT:
+                entry["body_raw"] = r["body_raw"]
         elif "body_raw" in r:
             entry["body_raw"] = r["body_raw"]
         out.append(entry)
     return out
 
 
-def _outputs(raw: dict[str, Any]) -> dict[str, Any]:
+def _outputs(raw: dict[str, Any], headers: bool = False) -> dict[str, Any]:
     out = {k: raw[k] for k in ("expected_result", "expected_error") if k in raw}
-    out["expected_requests"] = _compact_requests(raw.get("expected_requests") or [])
+    out["expected_requests"] = _compact_requests(raw.get("expected_requests") or [], headers)
     return out
+
+
+def _group_inputs(case: Case) -> list[Case]:
+    """One batch per group of ``reference.groups``: the batches Segment's pipeline makes."""
+    variants = []
+    for group in case["reference"]["groups"]:
+        variant = _oracle_input(case)
+        variant["events"] = [case["events"][i] for i in group]
+        variants.append(variant)
+    return variants
 
 
 def _oracle_input(case: Case) -> Case:
@@ -1197,12 +1500,20 @@ def build(dest: str, oracle_dir: str) -> dict[str, Any]:
     for i, case in enumerate(cases):
         case["id"] = f"{dest}.{case['action']}.{i + 1:04d}-{case['scenario']}"
     inputs = [_oracle_input(c) for c in cases]
-    with_ref = [c for c in cases if "reference" in c]
-    results = run_oracle(inputs + [_reference_input(c) for c in with_ref], oracle_dir)
+    with_ref = [c for c in cases if "reference" in c and "groups" not in c["reference"]]
+    grouped = [c for c in cases if "groups" in c.get("reference", {})]
+    group_inputs = [v for c in grouped for v in _group_inputs(c)]
+    results = run_oracle(inputs + [_reference_input(c) for c in with_ref] + group_inputs, oracle_dir)
+    headers = dest == "webhook"
     for case, raw in zip(cases, results[:len(cases)], strict=True):
-        case.update(_outputs(raw))
-    for case, raw in zip(with_ref, results[len(cases):], strict=True):
-        case["reference"].update(_outputs(raw))
+        case.update(_outputs(raw, headers))
+    for case, raw in zip(with_ref, results[len(cases):len(cases) + len(with_ref)], strict=True):
+        case["reference"].update(_outputs(raw, headers))
+    rest = iter(results[len(cases) + len(with_ref):])
+    for case in grouped:  # the groups' requests, one after the other; each group's own outcome
+        outs = [_outputs(next(rest), headers) for _ in case["reference"]["groups"]]
+        case["reference"]["outcomes"] = [{k: v for k, v in o.items() if k != "expected_requests"} for o in outs]
+        case["reference"]["expected_requests"] = [r for o in outs for r in o["expected_requests"]]
     ordered = []
     for case in cases:  # a stable, readable key order
         first = {k: case[k] for k in ("id", "destination", "action", "scenario", "tags")}

@@ -68,7 +68,12 @@ KNOWN_SCENARIOS = {
                                    "the order of the events; sgbridge runs a contact's events in order",
 }
 # Below 99 % because of real differences, reported for the owner to decide (measured rates).
-XFAIL: dict[str, str] = {}
+XFAIL: dict[str, str] = {
+    "webhook": "301/323 (93.2 %): sgbridge sends a batch of one event as an object, not a one-element array "
+               "(9); writes integral floats, -0 and integers beyond 2**53 unlike JSON.stringify (5); sends "
+               "illegal header names/values that Segment refuses (5, the test transport does not check them); "
+               "refuses Latin-1 header values Segment sends (2); accepts a non-ASCII URL Segment refuses (1)",
+}
 
 
 # -- the mock server, as the oracle picks its answers ----------------------------------------------
@@ -365,7 +370,7 @@ def _load(destination: str) -> list[dict[str, Any]]:
 
 
 def test_every_destination_has_300_cases() -> None:
-    for destination in ("sendgrid", "sendgrid-audiences", "dotdigital", "dotdigital-audiences"):
+    for destination in ("sendgrid", "sendgrid-audiences", "dotdigital", "dotdigital-audiences", "webhook"):
         cases = _load(destination)
         assert len(cases) >= 300, destination
         assert len({c["id"] for c in cases}) == len(cases)
@@ -375,7 +380,7 @@ def test_every_destination_has_300_cases() -> None:
 @pytest.mark.anyio
 @pytest.mark.parametrize("destination", [
     pytest.param(d, marks=[pytest.mark.xfail(strict=False, reason=XFAIL[d])] if d in XFAIL else [])
-    for d in ("sendgrid", "sendgrid-audiences", "dotdigital", "dotdigital-audiences")])
+    for d in ("sendgrid", "sendgrid-audiences", "dotdigital", "dotdigital-audiences", "webhook")])
 async def test_oracle_match_rate(destination: str, capsys: pytest.CaptureFixture[str]) -> None:
     outcomes = [await run_case(case) for case in _load(destination)]
     matched = [o for o in outcomes if o.matched]
