@@ -238,3 +238,30 @@ async def test_an_audience_without_a_list_id_gets_a_list_by_its_name() -> None:
     assert [r.kind for r in first + left] == ["delivered"] * 3
     assert members == {"ada@example.com": [made["id"]], "bob@example.com": []}
     assert refused[0].kind == "rejected"  # without the setting, Segment's refusal: no audience id
+
+
+@pytest.mark.anyio
+async def test_dotdigitals_rate_limit_is_waited_out_as_its_headers_say() -> None:
+    """An answer with X-RateLimit-Remaining 0 pauses the destination until X-RateLimit-Reset (seconds
+    to wait): the next request waits for the window instead of earning a 429."""
+    import time
+
+    from sgbridge.actions.runner import ActionRunner, check_subscription
+
+    app = create_dotdigital_emulator(users={USER: PASSWORD}, job_delay_seconds=0.0)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://dd.test") as client:
+        for tier in ("low", "medium", "high"):
+            await client.post("/_emulator/rate_limits", json={"tier": tier, "limit": 1, "period": 2})
+        sub = check_subscription("s", "dotdigital", "addContactToList", None, None)
+        runner = ActionRunner("dotdigital", {"username": USER, "password": PASSWORD}, [sub], client,
+                              endpoint="http://dd.test")
+        events = [{"type": "track", "event": "Add or Update Contact", "userId": u, "messageId": u,
+                   "properties": {"email": f"{u}@example.com"}} for u in ("ada", "bob")]
+        began = time.monotonic()
+        results = await runner.run([runner.plan(n, e) for n, e in enumerate(events)])
+        took = time.monotonic() - began
+        statuses = [r["status"] for r in (await client.get("/_emulator/requests")).json()["requests"]
+                    if r["method"] == "PATCH"]
+    assert [r.kind for r in results] == ["delivered", "delivered"]
+    assert len(statuses) == 2 and set(statuses) <= {200, 201}  # created or updated; never a 429
+    assert took >= 0.5  # the second waited for the window to reset
