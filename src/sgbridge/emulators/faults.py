@@ -225,3 +225,22 @@ def fault_response(rule: FaultRule) -> Response:
     return Response(
         orjson.dumps({"error": message}), status_code=status, headers=headers, media_type="application/json"
     )
+
+
+async def faults_control(faults: FaultInjector, method: str, body: bytes) -> Response:
+    """``GET|POST|DELETE /_emulator/faults`` of every emulator: list the rules, add one or a list
+    of them, or clear them; the rules in force as the answer."""
+    if method == "DELETE":
+        faults.clear()
+    elif method == "POST":
+        try:
+            spec = orjson.loads(body)
+            for one in spec if isinstance(spec, list) else [spec]:
+                if not isinstance(one, dict):
+                    raise FaultSpecError("a fault is a JSON object (or a list of them)")
+                faults.add(one)
+        except orjson.JSONDecodeError:
+            return Response(orjson.dumps({"error": "invalid JSON"}), status_code=400, media_type="application/json")
+        except FaultSpecError as exc:
+            return Response(orjson.dumps({"error": str(exc)}), status_code=400, media_type="application/json")
+    return Response(orjson.dumps(faults.describe()), media_type="application/json")

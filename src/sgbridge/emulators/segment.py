@@ -36,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sgbridge.emulators.faults import FaultInjector, FaultRule, FaultSpecError, fault_response
+from sgbridge.emulators.faults import FaultInjector, FaultRule, fault_response, faults_control
 from sgbridge.emulators.segment_profiles import ProfileApi
 from sgbridge.emulators.segment_state import (
     MAX_BATCH_BYTES,
@@ -214,22 +214,7 @@ async def get_rejections(request: Request) -> Response:
 
 async def faults_endpoint(request: Request) -> Response:
     faults: FaultInjector = request.app.state.emulator.faults
-    if request.method == "DELETE":
-        faults.clear()
-    elif request.method == "POST":
-        try:
-            spec = orjson.loads(await request.body())
-        except orjson.JSONDecodeError:
-            return _json({"error": "invalid JSON"}, 400)
-        specs = spec if isinstance(spec, list) else [spec]
-        if not all(isinstance(s, dict) for s in specs):
-            return _json({"error": "a fault is a JSON object (or a list of them)"}, 400)
-        try:
-            for one in specs:
-                faults.add(one)
-        except FaultSpecError as exc:
-            return _json({"error": str(exc)}, 400)
-    return _json(faults.describe())
+    return await faults_control(faults, request.method, await request.body())
 
 
 async def _profile_endpoint(request: Request) -> Response:

@@ -65,7 +65,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sgbridge.emulators.faults import FaultInjector, FaultRule, FaultSpecError, fault_response
+from sgbridge.emulators.faults import FaultInjector, FaultRule, fault_response, faults_control
 
 API_VERSION = "2010-04-01"
 DEFAULT_ACCOUNT_SID = "AC" + "0" * 31 + "1"
@@ -415,19 +415,7 @@ async def control_outcomes(request: Request) -> Response:
 
 
 async def control_faults(request: Request) -> Response:
-    faults = _emulator(request).faults
-    if request.method == "DELETE":
-        faults.clear()
-    elif request.method == "POST":
-        try:
-            spec = orjson.loads(await request.body())
-            for one in spec if isinstance(spec, list) else [spec]:
-                if not isinstance(one, dict):
-                    raise FaultSpecError("a fault is a JSON object (or a list of them)")
-                faults.add(one)
-        except (orjson.JSONDecodeError, FaultSpecError) as exc:
-            return _json({"error": str(exc)}, 400)
-    return _json(faults.describe())
+    return await faults_control(_emulator(request).faults, request.method, await request.body())
 
 
 async def control_reset(request: Request) -> Response:

@@ -31,8 +31,8 @@ from sgbridge.actions.dotdigital.plans import defined
 from sgbridge.actions.executor import Context
 from sgbridge.actions.http import Rejection, Transient, response_json
 from sgbridge.actions.operations import DotdigitalStep, Invalid
-from sgbridge.actions.results import HELD, OK, REJECTED, RETRY, Item, OpResult
-from sgbridge.actions.sendgrid.mail import HELD_REASON, SENT, UNKNOWN, UNSENT
+from sgbridge.actions.outbox import SENT, UNSENT, after_transient, earlier_result
+from sgbridge.actions.results import OK, REJECTED, RETRY, Item, OpResult
 
 SENDS = frozenset({"sendEmailCampaign", "sendTransactionalEmail", "sendSms", "sendTransactionalSms"})
 
@@ -257,21 +257,15 @@ async def _run_one(item: Item, ctx: Context, earlier: dict[str, str], outcomes: 
     assert isinstance(op, DotdigitalStep)
     api = _api(ctx)
     send = op.action in SENDS and bool(op.key)
-    if send and earlier.get(op.key) == SENT:
-        item.settle(OpResult(OK, "already sent for this messageId; not sent again", 200))
-        return
-    if send and earlier.get(op.key) == UNKNOWN and not ctx.replay:
-        item.settle(OpResult(HELD, HELD_REASON.format("an earlier attempt did not finish")))
+    decided = earlier_result(earlier.get(op.key), ctx.replay) if send else None
+    if decided is not None:
+        item.settle(decided)
         return
     try:
         result = await (_send(api, item, op) if op.action in SENDS else ACTIONS[op.action](api, item, op))
     except Transient as exc:
-        # 429 or a refused connection: nothing was sent. A 5xx or a timeout on a send may have been.
-        unsent = exc.status == 429 or not exc.sent
-        if send:
-            outcomes[op.key] = (UNSENT, None) if unsent else (UNKNOWN, exc.reason)
-        item.settle(OpResult(RETRY, exc.reason, exc.status, after=exc.after) if unsent or not send
-                    else OpResult(HELD, HELD_REASON.format(exc.reason), exc.status))
+        item.settle(after_transient(op.key, exc, outcomes) if send
+                    else OpResult(RETRY, exc.reason, exc.status, after=exc.after))
         return
     except Rejection as exc:
         result = OpResult(REJECTED, exc.reason, exc.status)

@@ -7,7 +7,6 @@ a send whose outcome is unknown is held for review."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from dataclasses import dataclass
 from typing import Any
@@ -18,8 +17,8 @@ import httpx
 from sgbridge.actions.executor import Context
 from sgbridge.actions.http import ApiClient, Transient, response_json
 from sgbridge.actions.operations import Invalid, Operation, TwilioMessage
-from sgbridge.actions.results import HELD, OK, REJECTED, RETRY, Item, OpResult
-from sgbridge.actions.sendgrid.mail import HELD_REASON, SENT, UNKNOWN, UNSENT
+from sgbridge.actions.outbox import SENT, UNSENT, Outcomes, after_transient, run_guarded
+from sgbridge.actions.results import OK, REJECTED, Item, OpResult
 from sgbridge.destinations.classify import short_body
 
 DEFAULT_ENDPOINT = "https://api.twilio.com"
@@ -71,7 +70,7 @@ def _reason(response: httpx.Response) -> str:
     return short_body(response)
 
 
-async def _send(item: Item, ctx: Context, outcomes: dict[str, tuple[str, str | None]]) -> None:
+async def _send(item: Item, ctx: Context, outcomes: Outcomes) -> None:
     op, api = item.op, ctx.api
     assert isinstance(op, TwilioMessage) and isinstance(api, TwilioApi)
     try:
@@ -79,12 +78,7 @@ async def _send(item: Item, ctx: Context, outcomes: dict[str, tuple[str, str | N
                                   content=urlencode(op.form).encode(), owners=[item.event.ref],
                                   content_type="application/x-www-form-urlencoded")
     except Transient as exc:
-        if exc.status == 429 or not exc.sent:
-            outcomes[op.key] = (UNSENT, None)
-            item.settle(OpResult(RETRY, exc.reason, exc.status, after=exc.after))
-        else:
-            outcomes[op.key] = (UNKNOWN, exc.reason)
-            item.settle(OpResult(HELD, HELD_REASON.format(exc.reason), exc.status))
+        item.settle(after_transient(op.key, exc, outcomes))
         return
     if response.status_code < 300:
         data = response_json(response)
@@ -97,23 +91,13 @@ async def _send(item: Item, ctx: Context, outcomes: dict[str, tuple[str, str | N
                          response.status_code))
 
 
+def _key(item: Item) -> str:
+    assert isinstance(item.op, TwilioMessage)
+    return item.op.key
+
+
 async def run_sms(items: list[Item], ctx: Context) -> None:
-    keys = [i.op.key for i in items if isinstance(i.op, TwilioMessage) and i.op.key]
-    earlier = await ctx.mail_guard.begin(keys)
-    to_send = []
-    for item in items:
-        op = item.op
-        assert isinstance(op, TwilioMessage)
-        state = earlier.get(op.key)
-        if op.key and state == SENT:
-            item.settle(OpResult(OK, "already sent for this messageId; not sent again", 200))
-        elif state == UNKNOWN and not ctx.replay:
-            item.settle(OpResult(HELD, HELD_REASON.format("an earlier attempt did not finish")))
-        else:
-            to_send.append(item)
-    outcomes: dict[str, tuple[str, str | None]] = {}
-    await asyncio.gather(*(_send(item, ctx, outcomes) for item in to_send))
-    await ctx.mail_guard.finish(outcomes)
+    await run_guarded(items, ctx, _key, lambda item, outcomes: _send(item, ctx, outcomes))
 
 
 PLANNERS = {("twilio", "sendSms"): plan_send_sms}

@@ -32,7 +32,7 @@ from sgbridge.emulators.dotdigital.state import (
     DataField,
     Program,
 )
-from sgbridge.emulators.faults import FaultSpecError
+from sgbridge.emulators.faults import faults_control
 
 
 def _emulator(request: Request) -> DotdigitalEmulator:
@@ -141,19 +141,7 @@ async def run_jobs(request: Request) -> Response:
 
 
 async def faults_endpoint(request: Request) -> Response:
-    faults = _emulator(request).faults
-    if request.method == "DELETE":
-        faults.clear()
-    elif request.method == "POST":
-        rows = await _rows(request)
-        if rows is None:
-            return json_response({"error": "a fault is a JSON object (or a list of them)"}, 400)
-        try:
-            for one in rows:
-                faults.add(one)
-        except FaultSpecError as exc:
-            return json_response({"error": str(exc)}, 400)
-    return json_response(faults.describe())
+    return await faults_control(_emulator(request).faults, request.method, await request.body())
 
 
 async def rate_limits_endpoint(request: Request) -> Response:

@@ -30,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sgbridge.emulators.faults import FaultSpecError
+from sgbridge.emulators.faults import faults_control
 from sgbridge.emulators.sendgrid.contact_ops import contact_json
 from sgbridge.emulators.sendgrid.lists import list_json
 from sgbridge.emulators.sendgrid.pipeline import SendGridEmulator
@@ -161,20 +161,7 @@ async def job_errors_endpoint(request: Request) -> Response:
 
 
 async def faults_endpoint(request: Request) -> Response:
-    faults = _emulator(request).faults
-    if request.method == "DELETE":
-        faults.clear()
-    elif request.method == "POST":
-        spec = await _json_body(request)
-        specs = spec if isinstance(spec, list) else [spec]
-        if not all(isinstance(s, dict) for s in specs):
-            return json_response({"error": "a fault is a JSON object (or a list of them)"}, 400)
-        try:
-            for one in specs:
-                faults.add(one)
-        except FaultSpecError as exc:
-            return json_response({"error": str(exc)}, 400)
-    return json_response(faults.describe())
+    return await faults_control(_emulator(request).faults, request.method, await request.body())
 
 
 async def rate_limits_endpoint(request: Request) -> Response:
