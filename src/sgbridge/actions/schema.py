@@ -167,7 +167,9 @@ def _format_ok(value: str, fmt: str) -> bool:
         return bool(_EMAIL.match(value))
     if fmt == "uri":
         parts = urlsplit(value)
-        return bool(parts.scheme) and bool(re.match(r"^[A-Za-z][A-Za-z0-9+.-]*$", parts.scheme)) and " " not in value
+        # ajv-formats' uri: RFC 3986, ASCII only (a non-ASCII path must be percent-encoded)
+        return bool(parts.scheme) and bool(re.match(r"^[A-Za-z][A-Za-z0-9+.-]*$", parts.scheme)) \
+            and " " not in value and value.isascii()
     if fmt == "date-time":
         try:
             datetime.fromisoformat(value.replace("Z", "+00:00"))

@@ -12,6 +12,8 @@ import asyncio
 import hashlib
 import hmac
 import json
+import math
+import re
 import time
 from typing import Any
 
@@ -23,17 +25,76 @@ from sgbridge.actions.results import OK, REJECTED, RETRY, Item, OpResult
 from sgbridge.actions.sendgrid.api import RequestRecord
 from sgbridge.destinations.classify import RETRYABLE_STATUS, short_body, wait_hint
 
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # an HTTP header name (RFC 9110 token)
+SAFE_INTEGER = 2**53
+
+
+def js_number(number: float) -> str:
+    """A number as JavaScript writes it (Number::toString): every number is a double, integral
+    values have no fraction, the exponent form only below 1e-6 and from 1e21."""
+    if isinstance(number, int) and abs(number) <= SAFE_INTEGER:
+        return str(number)
+    value = float(number)
+    if value != value or value in (math.inf, -math.inf):
+        return "null"
+    if value == 0:
+        return "0"
+    text = repr(value)
+    sign = "-" if text.startswith("-") else ""
+    mantissa, _, exponent = text.lstrip("-").partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    digits = whole + fraction
+    point = len(whole) + (int(exponent) if exponent else 0) - (len(digits) - len(digits.lstrip("0")))
+    digits = digits.strip("0")
+    k, n = len(digits), point
+    if k <= n <= 21:
+        return sign + digits + "0" * (n - k)
+    if 0 < n <= 21:
+        return sign + digits[:n] + "." + digits[n:]
+    if -6 < n <= 0:
+        return sign + "0." + "0" * -n + digits
+    e = n - 1
+    return sign + digits[0] + ("." + digits[1:] if k > 1 else "") + "e" + ("+" if e >= 0 else "-") + str(abs(e))
+
+
+def _js(value: Any) -> str:
+    if value is None or isinstance(value, bool):
+        return "null" if value is None else "true" if value else "false"
+    if isinstance(value, int | float):
+        return js_number(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{json.dumps(str(k), ensure_ascii=False)}:{_js(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_js(v) for v in value) + "]"
+    return json.dumps(value, ensure_ascii=False)
+
 
 def js_stringify(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    """``JSON.stringify``: its separators, its numbers."""
+    return _js(value).encode()
+
+
+def _header_text(value: Any) -> str:
+    """``String(value)`` for a mapped header value."""
+    if isinstance(value, bool) or value is None:
+        return "null" if value is None else "true" if value else "false"
+    if isinstance(value, int | float):
+        return js_number(value)
+    return str(value)
 
 
 def plan_send(payload: dict[str, Any], settings: dict[str, Any]) -> list[Operation]:
-    headers = {str(k): str(v) for k, v in (payload.get("headers") or {}).items()}
+    headers = {str(k): _header_text(v) for k, v in (payload.get("headers") or {}).items()}
     for name, value in headers.items():
-        if not (name + value).isascii():
+        if not _TOKEN.match(name):
+            raise Invalid(f"{name} is not a legal HTTP header name")
+        if any(c in value for c in "\r\n\0"):
+            raise Invalid(f"{value} is not a legal HTTP header value")
+        if any(ord(c) > 255 for c in name + value):
             raise Invalid(f"Cannot convert argument to a ByteString because the header {name!r} has a character "
-                          "that is not ASCII")
+                          "whose value is greater than 255")
     key = (payload["url"], payload["method"], tuple(sorted(headers.items())))
     return [HttpCall(payload["method"], payload["url"], headers, payload.get("data"),
                      settings.get("sharedSecret") or None, int(payload.get("batch_size") or 0), batch_key=key)]
@@ -64,7 +125,8 @@ async def _send(group: list[Item], ctx: Context, batch: bool) -> None:
         headers["X-Signature"] = hmac.new(first.shared_secret.encode(), signed, hashlib.sha1).hexdigest()
     started = time.perf_counter()
     try:
-        response = await ctx.http.request(first.method, first.url, content=body, headers=headers, timeout=30.0)
+        wire = {name.encode(): value.encode("latin-1") for name, value in headers.items()}  # a ByteString, as fetch
+        response = await ctx.http.request(first.method, first.url, content=body, headers=wire, timeout=30.0)
     except httpx.HTTPError as exc:
         await _report(ctx, first, headers, body, None, b"", started, group, str(exc) or type(exc).__name__)
         result = OpResult(RETRY, f"{type(exc).__name__}: {exc}")
