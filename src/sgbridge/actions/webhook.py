@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 import httpx
+import orjson
 
 from sgbridge.actions.executor import Context
 from sgbridge.actions.operations import HttpCall, Invalid, Operation
@@ -71,8 +72,33 @@ def _js(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def _written_alike(value: Any) -> bool:
+    """Whether orjson writes every number of ``value`` as JSON.stringify does: all but integral
+    floats (1.0), floats Python writes with an exponent (below 1e-4, from 1e16), NaN/Infinity and
+    integers past 2^53 — the rare cases the JavaScript writer handles."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is dict:
+            stack.extend(item.values())
+        elif kind is list:
+            stack.extend(item)
+        elif kind is float:
+            if item != item or item.is_integer() or not 1e-4 <= abs(item) < 1e16:
+                return False
+        elif kind is int and not -SAFE_INTEGER <= item <= SAFE_INTEGER:
+            return False
+    return True
+
+
 def js_stringify(value: Any) -> bytes:
-    """``JSON.stringify``: its separators, its numbers."""
+    """``JSON.stringify``: its separators, its numbers (orjson's output when they agree)."""
+    if _written_alike(value):
+        try:
+            return orjson.dumps(value)
+        except TypeError:  # a key or value orjson does not take: the general writer
+            pass
     return _js(value).encode()
 
 
