@@ -57,10 +57,7 @@ def audiences_history(config: str | None, name: str | None, limit: int) -> None:
     journal = open_journal(config, settings)
     try:
         runs = SyncRuns(journal, settings.sync.stale_after_seconds)
-        if name:
-            found = runs.history(f"{SOURCE_PREFIX}{name}", limit)
-        else:
-            found = [r for r in runs.history(None, limit * 10) if r.source.startswith(SOURCE_PREFIX)][:limit]
+        found = runs.history(f"{SOURCE_PREFIX}{name}", limit) if name else runs.history(None, limit, SOURCE_PREFIX)
     finally:
         journal.close()
     for run in found:

@@ -51,7 +51,7 @@ import hmac
 import re
 import secrets
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -314,61 +314,56 @@ async def _fault(rule: FaultRule) -> Response | None:
                           headers)
 
 
-async def create_message(request: Request) -> Response:
+async def _api(request: Request, handle: Callable[[str], Awaitable[Response]], *,
+               fail_after_processing: bool = False) -> Response:
+    """An API request: recorded, faulted, authenticated (Basic), then ``handle(account)``."""
     entry, rule, response = await _faulted(request)
     if response is None:
         account = _authorized(request)
-        if isinstance(account, Response):
-            response = account
-        else:
-            form = dict(httpx.QueryParams((await request.body()).decode("utf-8", "replace")))
-            try:
-                message = _create(_emulator(request), account, form)
-                _emulator(request).start(message)
-                response = _json(message.as_json(), 201)
-            except TwilioError as exc:
-                response = error_response(exc.status, exc.code, exc.message)
-        if rule is not None and rule.process:
+        response = account if isinstance(account, Response) else await handle(account)
+        if fail_after_processing and rule is not None and rule.process:
             response = await _fault(rule) or response
     entry["status"] = "dropped" if rule is not None and rule.drop else response.status_code
     return response
 
 
+async def create_message(request: Request) -> Response:
+    async def handle(account: str) -> Response:
+        form = dict(httpx.QueryParams((await request.body()).decode("utf-8", "replace")))
+        try:
+            message = _create(_emulator(request), account, form)
+            _emulator(request).start(message)
+            return _json(message.as_json(), 201)
+        except TwilioError as exc:
+            return error_response(exc.status, exc.code, exc.message)
+
+    return await _api(request, handle, fail_after_processing=True)
+
+
 async def get_message(request: Request) -> Response:
-    entry, rule, response = await _faulted(request)
-    if response is None:
-        account = _authorized(request)
-        if isinstance(account, Response):
-            response = account
-        else:
-            message = _emulator(request).messages.get(request.path_params["sid"])
-            if message is None or message.account_sid != account:
-                response = error_response(404, 20404, f"The requested resource {request.url.path} was not found")
-            else:
-                response = _json(message.as_json())
-    entry["status"] = "dropped" if rule is not None and rule.drop else response.status_code
-    return response
+    async def handle(account: str) -> Response:
+        message = _emulator(request).messages.get(request.path_params["sid"])
+        if message is None or message.account_sid != account:
+            return error_response(404, 20404, f"The requested resource {request.url.path} was not found")
+        return _json(message.as_json())
+
+    return await _api(request, handle)
 
 
 async def list_messages(request: Request) -> Response:
-    entry, rule, response = await _faulted(request)
-    if response is None:
-        account = _authorized(request)
-        if isinstance(account, Response):
-            response = account
-        else:
-            params = request.query_params
-            found = [m for m in _emulator(request).messages.values() if m.account_sid == account
-                     and params.get("To", m.to) == m.to and params.get("From", m.from_) == m.from_]
-            found.reverse()  # newest first, as Twilio lists them
-            size = int(params.get("PageSize", "50")) if params.get("PageSize", "50").isdigit() else 50
-            uri = f"/{API_VERSION}/Accounts/{account}/Messages.json"
-            response = _json({"messages": [m.as_json() for m in found[:size]], "page": 0, "page_size": size,
-                              "start": 0, "end": max(0, min(size, len(found)) - 1), "uri": uri,
-                              "first_page_uri": f"{uri}?PageSize={size}&Page=0", "next_page_uri": None,
-                              "previous_page_uri": None})
-    entry["status"] = "dropped" if rule is not None and rule.drop else response.status_code
-    return response
+    async def handle(account: str) -> Response:
+        params = request.query_params
+        found = [m for m in _emulator(request).messages.values() if m.account_sid == account
+                 and params.get("To", m.to) == m.to and params.get("From", m.from_) == m.from_]
+        found.reverse()  # newest first, as Twilio lists them
+        size = int(params.get("PageSize", "50")) if params.get("PageSize", "50").isdigit() else 50
+        uri = f"/{API_VERSION}/Accounts/{account}/Messages.json"
+        return _json({"messages": [m.as_json() for m in found[:size]], "page": 0, "page_size": size,
+                      "start": 0, "end": max(0, min(size, len(found)) - 1), "uri": uri,
+                      "first_page_uri": f"{uri}?PageSize={size}&Page=0", "next_page_uri": None,
+                      "previous_page_uri": None})
+
+    return await _api(request, handle)
 
 
 # -- control ----------------------------------------------------------------------------------

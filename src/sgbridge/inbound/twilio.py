@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from sgbridge.inbound.asgi import BodyTooLarge, ClientGone, Receive, Scope, Send, header, read_body, send_json
 from sgbridge.inbound.segment import TWILIO_SOURCE
 from sgbridge.model import InboundEvent, InboundRequest
+from sgbridge.routing.sendgrid_to_segment import iso_utc_ms
 
 if TYPE_CHECKING:  # the settings import this module: no journal at import time
     from sgbridge.journal import Journal
@@ -79,7 +80,7 @@ def status_track(params: dict[str, str], query: dict[str, str], now: float) -> d
         properties["sent_for_message_id"] = query["sgbridge_message"]
     call: dict[str, Any] = {
         "type": "track", "event": f"SMS {status.replace('_', ' ').title()}", "messageId": f"twilio-{sid}-{status}",
-        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z",
+        "timestamp": iso_utc_ms(now),
         "properties": properties, "context": {"library": {"name": LIBRARY}}}
     if query.get("sgbridge_user"):
         call["userId"] = query["sgbridge_user"]

@@ -94,9 +94,10 @@ class SyncRuns:
             self.q("UPDATE sync_runs SET status = ?, heartbeat_at = ?, finished_at = ?, collections = ?, error = ? "
                    "WHERE id = ?"), (status, now, now, payload, error, run_id)))
 
-    def history(self, source: str | None = None, limit: int = 20) -> list[SyncRun]:
-        """The latest runs, newest first."""
-        where, params = ("WHERE source = ? ", (source, limit)) if source else ("", (limit,))
+    def history(self, source: str | None = None, limit: int = 20, prefix: str | None = None) -> list[SyncRun]:
+        """The latest runs (of ``source``, or of the sources starting with ``prefix``), newest first."""
+        where, params = ("WHERE source = ? ", (source, limit)) if source else \
+            ("WHERE source LIKE ? ", (prefix + "%", limit)) if prefix else ("", (limit,))
         rows = self.journal.run_sync(lambda conn: conn.execute(self.q(
             f"SELECT {_COLUMNS} FROM sync_runs {where}ORDER BY started_at DESC, id DESC LIMIT ?"), params).fetchall())
         now = time.time()

@@ -181,23 +181,23 @@ def _status(value: Any, item: str) -> str:
     return str(value)
 
 
-def get_contact(call: Call) -> Response:
+def _existing(call: Call) -> Contact:
+    """The contact the path names, or Dotdigital's 404."""
     identifier, value = call.param("identifier"), call.param("value")
     _check_identifier(identifier, value)
     contact = call.state.find(identifier, value)
     if contact is None:
         raise V3Error(404, "contacts:contactNotFound", "The following contacts could not be found",
                       [{"item": value, "description": f"Not found using the identifier '{identifier}'"}])
-    return json_response(contact_json(call.state, contact))
+    return contact
+
+
+def get_contact(call: Call) -> Response:
+    return json_response(contact_json(call.state, _existing(call)))
 
 
 def delete_contact(call: Call) -> Response:
-    identifier, value = call.param("identifier"), call.param("value")
-    _check_identifier(identifier, value)
-    contact = call.state.find(identifier, value)
-    if contact is None:
-        raise V3Error(404, "contacts:contactNotFound", "The following contacts could not be found",
-                      [{"item": value, "description": f"Not found using the identifier '{identifier}'"}])
+    contact = _existing(call)
     call.state.delete_contact(contact)
     return json_response({"contactId": contact.contact_id})
 

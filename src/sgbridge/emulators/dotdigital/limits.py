@@ -28,6 +28,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sgbridge.emulators.sendgrid.ratelimit import RateLimit
+
 DEFAULT_TIER_LIMITS: Mapping[str, tuple[int, float]] = {
     "low": (60, 60.0),
     "medium": (600, 60.0),
@@ -55,15 +57,9 @@ class Decision:
 
 
 def _parse(value: tuple[int, float] | Mapping[str, Any]) -> tuple[int, float]:
-    if isinstance(value, Mapping):
-        limit, period = value.get("limit"), value.get("period", 60)
-    else:
-        limit, period = value
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise ValueError("limit must be a positive integer")
-    if isinstance(period, bool) or not isinstance(period, int | float) or not 0 < period <= 86400:
-        raise ValueError("period must be a number of seconds in (0, 86400]")
-    return limit, float(period)
+    """(limit, period seconds), checked as the SendGrid emulator checks its limits."""
+    parsed = RateLimit.parse(value)
+    return parsed.limit, parsed.period
 
 
 class TierLimiter:
