@@ -225,6 +225,9 @@ class SubscriptionSettings(_Section):
                                     "(@path, @if, @template…); fields left out take the action's defaults")
     use_defaults: bool = Field(True, description="merge the action's default field mappings (useDefaultMappings)")
     enabled: bool = Field(True, description="a disabled subscription is validated but never runs")
+    enable_batching: bool = Field(True, description="for an action with a batch mode (webhook send), Segment's "
+                                  "'Enable Batching': every request's body is a JSON array of events, one event "
+                                  "included (performBatch); false sends one request per event, its body the event")
 
 
 class ActionDestinationSettings(_Section):

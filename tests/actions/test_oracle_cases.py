@@ -68,10 +68,7 @@ KNOWN_SCENARIOS = {
                                    "the order of the events; sgbridge runs a contact's events in order",
 }
 # Below 99 % because of real differences, reported for the owner to decide (measured rates).
-XFAIL: dict[str, str] = {
-    "webhook": "314/323 (97.2 %): sgbridge sends a batch of one event as an object, where Segment's performBatch "
-               "sends a one-element array (9): whether a webhook destination batches is to be made a setting",
-}
+XFAIL: dict[str, str] = {}
 
 
 # -- the mock server, as the oracle picks its answers ----------------------------------------------

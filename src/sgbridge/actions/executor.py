@@ -52,7 +52,7 @@ class Context:
     http: httpx.AsyncClient
     mail_guard: MailGuard = field(default_factory=MailGuard)
     replay: bool = False  # an operator asked for these events again: held messages may be sent
-    batch_requests: bool = True  # webhook: one request for many events (performBatch)
+    batch_requests: bool = True  # webhook: batched calls share a request (performBatch); False: each alone
     job_timeout_seconds: float = 600.0
     job_poll_seconds: float = 0.5
     webhook_on_request: Callable[[Any], Awaitable[None] | None] | None = None

@@ -96,6 +96,7 @@ class HttpCall:
     batch_size: int = 0
     phase: int = 5
     batch_key: tuple[Any, ...] = field(default=())
+    batched: bool = True  # sent in an array with the others of its batch key (performBatch)
 
     def identifiers(self) -> dict[str, str]:
         return {}

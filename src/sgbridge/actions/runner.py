@@ -67,10 +67,12 @@ class Subscribed:
     mapping: dict[str, Any]
     trigger: Subscription | None
     compiled: CompiledMapping
+    batching: bool = True  # Segment's "Enable Batching": performBatch (an array), else perform
 
 
 def check_subscription(path: str, destination: str, action: str, mapping: dict[str, Any] | None,
-                       trigger: str | None, use_defaults: bool = True, require_trigger: bool = True) -> Subscribed:
+                       trigger: str | None, use_defaults: bool = True, require_trigger: bool = True,
+                       enable_batching: bool = True) -> Subscribed:
     """Validate one subscription now (start-up), reporting ``path.key: problem``."""
     try:
         spec = find_action(destination, action)
@@ -100,7 +102,7 @@ def check_subscription(path: str, destination: str, action: str, mapping: dict[s
     elif require_trigger:  # as in Segment's UI: an action without a default trigger needs one
         raise ConfigError(f"{path}.trigger: required ({spec.destination}.{spec.key} has no default trigger), "
                           "e.g. 'type = \"identify\"' or 'all'")
-    return Subscribed(f"{spec.destination}.{spec.key}", spec, full, parsed, CompiledMapping(full))
+    return Subscribed(f"{spec.destination}.{spec.key}", spec, full, parsed, CompiledMapping(full), enable_batching)
 
 
 class ActionRunner:
@@ -172,7 +174,7 @@ class ActionRunner:
                            "boolean at the mapped audience key") from None
             raise
         if sub.action.destination == "webhook":
-            return plan_send(payload, self.settings)
+            return plan_send(payload, self.settings, batched=sub.batching)
         return PLANNERS[(sub.action.destination, sub.action.key)](payload, event, self.clock())
 
     async def run(self, planned: Sequence[PlannedEvent], *, replay: bool = False,

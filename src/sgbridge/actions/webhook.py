@@ -111,7 +111,7 @@ def _header_text(value: Any) -> str:
     return str(value)
 
 
-def plan_send(payload: dict[str, Any], settings: dict[str, Any]) -> list[Operation]:
+def plan_send(payload: dict[str, Any], settings: dict[str, Any], *, batched: bool = True) -> list[Operation]:
     headers = {str(k): _header_text(v) for k, v in (payload.get("headers") or {}).items()}
     for name, value in headers.items():
         if not _TOKEN.match(name):
@@ -123,27 +123,31 @@ def plan_send(payload: dict[str, Any], settings: dict[str, Any]) -> list[Operati
                           "whose value is greater than 255")
     key = (payload["url"], payload["method"], tuple(sorted(headers.items())))
     return [HttpCall(payload["method"], payload["url"], headers, payload.get("data"),
-                     settings.get("sharedSecret") or None, int(payload.get("batch_size") or 0), batch_key=key)]
+                     settings.get("sharedSecret") or None, int(payload.get("batch_size") or 0), batch_key=key,
+                     batched=batched)]
 
 
 def _groups(items: list[Item], batch: bool) -> list[list[Item]]:
-    if not batch:
-        return [[item] for item in items]
+    """Each batched call in a run of its batch key (at most ``batch_size`` long); the others alone."""
     groups: dict[tuple[Any, ...], list[list[Item]]] = {}
+    alone: list[list[Item]] = []
     for item in items:
         assert isinstance(item.op, HttpCall)
+        if not (batch and item.op.batched):
+            alone.append([item])
+            continue
         runs = groups.setdefault(item.op.batch_key, [[]])
         limit = item.op.batch_size
         if limit > 0 and len(runs[-1]) >= limit:
             runs.append([])
         runs[-1].append(item)
-    return [run for runs in groups.values() for run in runs if run]
+    return [run for runs in groups.values() for run in runs if run] + alone
 
 
 async def _send(group: list[Item], ctx: Context, batch: bool) -> None:
     first = group[0].op
     assert isinstance(first, HttpCall)
-    data = [i.op.data for i in group if isinstance(i.op, HttpCall)] if batch else first.data
+    data = [i.op.data for i in group if isinstance(i.op, HttpCall)] if batch and first.batched else first.data
     body = js_stringify(data)
     headers = {**first.headers, "Content-Type": "application/json"}
     if first.shared_secret and first.data is not None:
@@ -182,5 +186,5 @@ async def _report(ctx: Context, op: HttpCall, headers: dict[str, str], body: byt
 
 
 async def run_http_calls(items: list[Item], ctx: Context) -> None:
-    batch = ctx.batch_requests and len(items) > 1
+    batch = ctx.batch_requests
     await asyncio.gather(*(_send(group, ctx, batch) for group in _groups(items, batch)))

@@ -65,7 +65,7 @@ class ActionsDestination:
         settings = config.api_settings()
         subscriptions = [
             check_subscription(f"actions.{name}.subscriptions[{i}]", config.destination, s.action, s.mapping,
-                               s.trigger, s.use_defaults)
+                               s.trigger, s.use_defaults, enable_batching=s.enable_batching)
             for i, s in enumerate(config.subscriptions) if s.enabled
         ]
         self._requests: list[RequestRecord] = []

@@ -134,7 +134,7 @@ class LiveActions:
                       now: float, replay: bool = False) -> StepResult:
         runner = self._runners[(workflow.name, step.position)]
         planned = runner.plan(run.id, event, ignore_triggers=True)
-        result = (await runner.run([planned], replay=replay))[0]
+        result = (await runner.run([planned], replay=replay, batch_requests=False))[0]  # a step: one call
         output: dict[str, Any] = {"status": result.status, **result.detail}
         if result.message:
             output["message"] = result.message
