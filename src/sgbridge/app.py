@@ -13,8 +13,8 @@ import httpx
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
 
 from sgbridge.delivery import metrics
 from sgbridge.delivery.worker import DeliveryWorker
@@ -264,9 +264,23 @@ def build_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = N
                 return JSONResponse({"error": "metrics need the configured bearer token"}, status_code=401)
         return Response(generate_latest(metrics.registry()), media_type=CONTENT_TYPE_LATEST)
 
+    console = None
+    extra: list[BaseRoute] = []
+    if "web" in roles and settings.console.enabled:
+        from sgbridge.console.app import PREFIX, build_console
+
+        mount, console = build_console(settings, bridge.journal)
+
+        async def to_console(request: Request) -> Response:
+            return RedirectResponse(f"{PREFIX}/", status_code=307)
+
+        extra = [Route(PREFIX, to_console), mount]
+
     @contextlib.asynccontextmanager
     async def lifespan(app: BridgeApp) -> AsyncIterator[None]:
         await bridge.start()
+        if console is not None:
+            console.start()
         directory = heartbeat.runtime_dir()
         beating = asyncio.create_task(heartbeat.keep_beating(directory, roles_here, beat_every)) if directory else None
         try:
@@ -274,6 +288,8 @@ def build_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = N
         finally:
             if beating is not None:
                 beating.cancel()
+            if console is not None:
+                await console.close()
             await bridge.stop()
 
     app = BridgeApp(
@@ -283,11 +299,13 @@ def build_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = N
             Route(TWILIO_PATH, webhook_wrong_method),
             Route("/healthz", healthz),
             Route("/metrics", metrics_endpoint),
+            *extra,
         ],
         lifespan=lifespan,
     )
     app.bridge = bridge
     app.state.bridge = bridge
+    app.state.console = console
     return app
 
 

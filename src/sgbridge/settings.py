@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from sgbridge.console.settings import ConsoleSettings
 from sgbridge.inbound.twilio import TwilioInboundSettings
 from sgbridge.roles.settings import ProcessSettings
 from sgbridge.workflows.settings import (
@@ -299,6 +300,7 @@ class Settings(BaseSettings):
         "sgbridge recorded (docs/workflows.md)")
     suppression_watch: SuppressionWatchSettings = Field(default_factory=SuppressionWatchSettings)
     twilio_inbound: TwilioInboundSettings = Field(default_factory=TwilioInboundSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
 
     @field_validator("database_url")
     @classmethod

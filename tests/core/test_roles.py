@@ -30,12 +30,15 @@ def test_roles_follow_the_configuration(monkeypatch: pytest.MonkeyPatch) -> None
     for name in ("SEGMENT_WRITE_KEY", "SENDGRID_API_KEY", "SGBRIDGE_WAREHOUSE__ENABLED"):
         monkeypatch.delenv(name, raising=False)
     bare = load_settings(None)
-    assert configured_roles(bare) == ["ingest", "warehouse"]
+    assert configured_roles(bare) == ["ingest", "warehouse", "web"]
     assert housekeeping_role(bare) == "warehouse" and destination_names(bare) == ["warehouse"]
     monkeypatch.setenv("SEGMENT_WRITE_KEY", "wk")
     monkeypatch.setenv("SGBRIDGE_WAREHOUSE__ENABLED", "false")
     segment_only = load_settings(None)
-    assert configured_roles(segment_only) == ["ingest", "deliver"]
+    assert configured_roles(segment_only) == ["ingest", "deliver", "web"]
+    monkeypatch.setenv("SGBRIDGE_CONSOLE__ENABLED", "false")
+    assert configured_roles(load_settings(None)) == ["ingest", "deliver"]
+    monkeypatch.delenv("SGBRIDGE_CONSOLE__ENABLED")
     assert housekeeping_role(segment_only) == "deliver" and destination_names(segment_only) == ["segment"]
     assert parse_roles(("ingest,deliver", "warehouse")) == {"ingest", "deliver", "warehouse"}
     with pytest.raises(ValueError, match="unknown role"):

@@ -128,7 +128,7 @@ async def test_a_version_4_journal_is_upgraded_on_open(database_url: str) -> Non
     try:
         version = journal.run_sync(lambda conn: conn.execute(
             "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
-        assert version == "6"  # through 5 (streams) to 6 (the workflow tables, added as they are missing)
+        assert version == "7"  # through 5 (streams), 6 (the workflow tables) to 7 (console users), added as missing
         assert journal.run_sync(lambda conn: conn.execute("SELECT COUNT(*) FROM wf_runs").fetchone()[0]) == 0
         rows = journal.run_sync(lambda conn: conn.execute("SELECT seq, stream FROM events ORDER BY seq").fetchall())
         assert [(int(s), int(t)) for s, t in rows] == [(1, 0), (2, 1), (3, 0), (4, 1)]

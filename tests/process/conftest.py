@@ -44,7 +44,8 @@ class Server:
         # The warehouse is off unless a test turns it on (and it then lives beside the log, not in the cwd).
         defaults = {"SGBRIDGE_WAREHOUSE__ENABLED": "false",
                     "SGBRIDGE_WAREHOUSE__CREDENTIALS": str(log.parent / "warehouse.duckdb"),
-                    "SGBRIDGE_WAREHOUSE__PIPELINES_DIR": str(log.parent / "dlt")}
+                    "SGBRIDGE_WAREHOUSE__PIPELINES_DIR": str(log.parent / "dlt"),
+                    "SGBRIDGE_CONSOLE__PORT": str(free_port())}  # the web role: a port of its own
         self.env = {**os.environ, **defaults, **env}
         self.port = port or free_port()
         self.log = log

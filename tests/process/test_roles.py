@@ -99,9 +99,12 @@ async def test_sigterm_drains_and_stops_every_role_and_metrics_cover_them_all(tm
         server.start()
         try:
             health = server.health()
-            assert set(health["roles"]) == {"ingest", "deliver", "warehouse"} and health["down"] == []
+            assert set(health["roles"]) == {"ingest", "deliver", "warehouse", "web"} and health["down"] == []
             pids = {role: info["pid"] for role, info in health["roles"].items()}
-            assert len(set(pids.values())) == 3  # three processes
+            assert len(set(pids.values())) == 4  # four processes
+            console = httpx.get(f"http://127.0.0.1:{server.env['SGBRIDGE_CONSOLE__PORT']}/ui/login")
+            assert console.status_code == 200 and "Log in" in console.text  # the web role, on its own port
+            assert httpx.get(f"{server.url}/ui/login").status_code == 404  # not in the ingest process
             assert os.getpriority(os.PRIO_PROCESS, pids["warehouse"]) > os.getpriority(os.PRIO_PROCESS,
                                                                                         pids["ingest"])
             assert _post(server.url, keys, events).status_code == 200

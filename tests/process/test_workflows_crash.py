@@ -151,7 +151,7 @@ async def test_kill_9_mid_wait_sends_each_email_once_on_time_and_a_due_timer_at_
         env = _env(_config(tmp_path / "c.toml", sendgrid_url, f"{wait:g}s"), journal_url)
         server = Server(env, tmp_path / "serve.log")  # supervised: ingest, deliver, workflows
         with running(server):
-            assert set(server.health()["roles"]) == {"ingest", "deliver", "workflows"}
+            assert set(server.health()["roles"]) == {"ingest", "deliver", "workflows", "web"}
 
             # 1. the workflows role's process killed mid-wait; the supervisor starts it again
             first = [f"a{i}" for i in range(4)]

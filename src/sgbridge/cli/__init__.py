@@ -12,6 +12,7 @@
 | ``config`` | ``config-reference`` |
 | ``audiences`` | ``audiences reconcile``, ``audiences history`` |
 | ``workflows`` | ``workflows list``, ``workflows runs``, ``workflows show``, ``workflows cancel``, ``workflows test`` |
+| ``users`` | ``users add``, ``users passwd``, ``users remove``, ``users list``, ``users hash`` (the console's users) |
 
 ``common`` holds what the commands share (``--config``, settings, the journal, one-line errors),
 ``output`` the tables for people.
@@ -33,6 +34,7 @@ from sgbridge.cli.emulate import emulate
 from sgbridge.cli.events import events, status
 from sgbridge.cli.serve import serve
 from sgbridge.cli.sync import check, sync, sync_history
+from sgbridge.cli.users import users
 from sgbridge.cli.workflows import workflows
 
 
@@ -43,7 +45,7 @@ def main() -> None:
 
 
 for command in (serve, demo, emulate, actions, dead_letters, status, events, sync, sync_history, check,
-                config_reference, workflows, audiences):
+                config_reference, workflows, audiences, users):
     main.add_command(command)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -17,13 +17,14 @@ from sgbridge.settings import ConfigError
 @click.option("--host", default=None, help="Listen address (default from config: 127.0.0.1).")
 @click.option("--port", type=click.IntRange(0, 65535), default=None, help="Listen port (default from config: 8080).")
 @click.option("--role", "roles", multiple=True, metavar="ROLE[,ROLE]",
-              help="Run only these roles in this process: ingest, deliver, warehouse, sync, workflows (repeat or comma-"
-                   "separate). Without it, one process per configured role, supervised.")
+              help="Run only these roles in this process: ingest, deliver, warehouse, sync, workflows, web (repeat or "
+                   "comma-separate; web serves the console on --port, default console.port). Without it, one "
+                   "process per configured role, supervised.")
 @click.option("--runtime-dir", type=click.Path(file_okay=False), default=None,
               help="Folder for the roles' heartbeats and metrics files (default: a new temp folder).")
 def serve(config: str | None, host: str | None, port: int | None, roles: tuple[str, ...],
           runtime_dir: str | None) -> None:
-    """Run sgbridge: each role (ingest, deliver, warehouse, workflows) in a process of its own, supervised."""
+    """Run sgbridge: each role (ingest, deliver, warehouse, workflows, web) in a process of its own, supervised."""
     from pathlib import Path
 
     from sgbridge.journal import Journal, JournalUnavailable

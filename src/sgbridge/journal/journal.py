@@ -58,10 +58,10 @@ def _stored(row: Sequence[Any]) -> StoredEvent:
 
 
 # Bumped when a table changes shape; written into meta by the schema files.
-SCHEMA_VERSION = "6"
+SCHEMA_VERSION = "7"
 # Versions this code upgrades in place: the schema files add what is missing (IF NOT EXISTS), and
 # ``_upgrade`` the columns version 5 added to existing tables.
-UPGRADABLE = ("2", "3", "4", "5")
+UPGRADABLE = ("2", "3", "4", "5", "6")
 
 
 # SQLite page cache per connection of a process that does not ingest (the ingest process:

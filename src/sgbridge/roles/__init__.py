@@ -5,6 +5,7 @@
 - ``warehouse``: event loads and the object sync (DuckDB takes one writing process per file).
 - ``sync``: the object sync alone, for a warehouse that another process (or machine) loads.
 - ``workflows``: the workflows' intake (every stored event → runs) and their timers and steps.
+- ``web``: the Event Delivery console at ``/ui`` (its own port, ``console.port``), read-mostly.
 
 The processes share nothing but the journal (and, under the supervisor, a runtime folder for
 heartbeats and Prometheus' multiprocess files).
@@ -17,10 +18,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # sgbridge.settings composes this package's settings model
     from sgbridge.settings import Settings
 
-ROLES = ("ingest", "deliver", "warehouse", "sync", "workflows")
+ROLES = ("ingest", "deliver", "warehouse", "sync", "workflows", "web")
 WAREHOUSE = "warehouse"
 WORKFLOWS = "workflows"  # also the name of the workflows' intake on the delivery engine
-IN_ONE_PROCESS = frozenset(("ingest", "deliver", "warehouse", "workflows"))  # build_app's default: everything
+WEB = "web"
+IN_ONE_PROCESS = frozenset(("ingest", "deliver", "warehouse", "workflows", WEB))  # build_app's default: everything
 
 
 def configured_roles(settings: Settings) -> list[str]:
@@ -32,6 +34,8 @@ def configured_roles(settings: Settings) -> list[str]:
         roles.append("warehouse")
     if settings.workflows_wanted():
         roles.append(WORKFLOWS)
+    if settings.console.enabled:
+        roles.append(WEB)
     return roles
 
 

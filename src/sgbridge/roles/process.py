@@ -51,8 +51,9 @@ async def _orphaned() -> None:
 def run_roles(settings: Settings, roles: frozenset[str], host: str, port: int | None) -> None:
     """Run ``roles`` in this process until SIGTERM/SIGINT (or the supervisor's death)."""
     lower_priority(roles, settings)
-    if "ingest" in roles or port is not None:
-        asyncio.run(_serve_http(settings, roles, host, port or settings.port))
+    if "ingest" in roles or "web" in roles or port is not None:
+        default = settings.port if "ingest" in roles else settings.console.port
+        asyncio.run(_serve_http(settings, roles, host, port if port is not None else default))
     else:
         asyncio.run(_run_headless(settings, roles))
 

@@ -95,8 +95,9 @@ class Supervisor:
             (self.runtime_dir / OWNER_FILE).write_text(str(os.getpid()))
         self.metrics_dir = self.runtime_dir / "metrics"
         base = [sys.executable, "-m", "sgbridge", "serve"] + (["--config", config] if config else [])
+        ports = {"ingest": port, "web": settings.console.port}  # the roles that serve HTTP
         self.children = [Child(role, [*base, "--role", role]
-                               + (["--host", host, "--port", str(port)] if role == "ingest" else []))
+                               + (["--host", host, "--port", str(ports[role])] if role in ports else []))
                          for role in roles]
         self.stopping = False
         self._hung_checked_at = 0.0

@@ -2,7 +2,7 @@
 -- The event log is append-only, and delivery keeps a cursor per destination and materialises only
 -- the exceptions (drops, rejections, replays) as rows, so the hot path writes one row per event.
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-INSERT INTO meta (key, value) VALUES ('schema_version', '6') ON CONFLICT DO NOTHING;
+INSERT INTO meta (key, value) VALUES ('schema_version', '7') ON CONFLICT DO NOTHING;
 
 CREATE TABLE IF NOT EXISTS requests (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -168,4 +168,14 @@ CREATE TABLE IF NOT EXISTS profiles (
     traits TEXT NOT NULL,
     seq INTEGER NOT NULL,  -- the last event applied: a window applied twice changes nothing
     updated_at REAL NOT NULL
+);
+
+-- Console users (sgbridge users add), with argon2 hashes. Sessions begun before sessions_after are
+-- over (a new password, a removal) (schema version 7).
+CREATE TABLE IF NOT EXISTS console_users (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    sessions_after REAL NOT NULL DEFAULT 0
 );
