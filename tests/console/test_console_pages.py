@@ -155,7 +155,7 @@ async def test_object_sync_runs_show_rows_per_collection_duration_and_errors(bri
         await login(h.client, "vic")
         page = await h.client.get("/ui/sync")
         assert page.status_code == 200
-        row = re.search(r"<tr><td>%d</td>.*?</tr>" % run_id, page.text, re.S)
+        row = re.search(rf"<tr><td>{run_id}</td>.*?</tr>", page.text, re.S)
         assert row, page.text[-2000:]
         assert "contacts: 1234 rows" in row.group(0) and "HTTP 403: forbidden" in row.group(0)
         assert "failed" in row.group(0)
