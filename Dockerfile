@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # sgbridge in a container: `docker build -t sgbridge .` then
-#   docker run -d --name sgbridge -p 8080:8080 -v sgbridge-data:/var/lib/sgbridge \
+#   docker run -d --name sgbridge -p 8080:8080 -p 8081:8081 -v sgbridge-data:/var/lib/sgbridge \
 #     --env-file sgbridge.env sgbridge
 # Build with PostgreSQL support: --build-arg SGBRIDGE_EXTRAS="[postgres]".
 # See docs/deployment.md. (Not built by the test suite: the development machine runs no container engine.)
@@ -36,7 +36,8 @@ ENV SGBRIDGE_DATABASE_URL=sqlite:////var/lib/sgbridge/journal.db \
 VOLUME ["/var/lib/sgbridge"]
 WORKDIR /var/lib/sgbridge
 USER sgbridge:sgbridge
-EXPOSE 8080
+# 8080: the webhooks and the Tracking API (ingest); 8081: the console at /ui (the web role)
+EXPOSE 8080 8081
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, sys, urllib.request; port = os.environ.get('SGBRIDGE_PORT', '8080'); sys.exit(urllib.request.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=4).status != 200)"]
 # SIGTERM: uvicorn stops accepting, the bridge finishes what it holds and closes the journal.

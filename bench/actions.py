@@ -77,7 +77,7 @@ trigger = 'type = "identify"'
 """ if enabled else ""))
     port = _free_port()
     env = {**os.environ, "SGBRIDGE_CONFIG": str(config), "SGBRIDGE_DATABASE_URL": f"sqlite:///{folder / 'j.db'}",
-           "SEGMENT_WRITE_KEY": ""}
+           "SEGMENT_WRITE_KEY": "", "SGBRIDGE_CONSOLE__PORT": str(_free_port())}
     proc = subprocess.Popen([sys.executable, "-m", "sgbridge", "serve", "--port", str(port)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"

@@ -140,15 +140,18 @@ trigger = 'type = "identify"'
 
 def variant_env(variant: str, folder: Path, segment_url: str | None) -> tuple[dict[str, str], list[str]]:
     """``on``: the defaults with every destination on (Segment, the warehouse, one action
-    destination); ``off``: all of them off. ``single-…``: the same, all roles in one process."""
+    destination); ``off``: all of them off. ``single-…``: the same, all roles in one process.
+    ``…-noconsole``: the same without the console (the web role and its search index)."""
     args = ["--role", "ingest,deliver,warehouse"] if variant.startswith("single-") else []
+    extra = {"SGBRIDGE_CONSOLE__ENABLED": "false"} if variant.endswith("-noconsole") else {}
+    variant = variant.removesuffix("-noconsole")
     if variant.endswith("off"):
-        return {"SGBRIDGE_WAREHOUSE__ENABLED": "false"}, args
+        return {"SGBRIDGE_WAREHOUSE__ENABLED": "false", **extra}, args
     config = folder / "actions.toml"
     config.write_text(ACTION_CONFIG)
     env = {"SGBRIDGE_CONFIG": str(config), "SGBRIDGE_WAREHOUSE__CREDENTIALS": str(folder / "bench.duckdb"),
            "SGBRIDGE_WAREHOUSE__PIPELINES_DIR": str(folder / "dlt")}
-    return env, args
+    return {**env, **extra}, args
 
 
 @contextmanager
@@ -158,7 +161,8 @@ def bridge(public_key: str, folder: Path, segment_url: str | None, keep_journal:
     env = {**os.environ, "SGBRIDGE_WAREHOUSE__CREDENTIALS": str(folder / "bench.duckdb"),
            "SGBRIDGE_WAREHOUSE__PIPELINES_DIR": str(folder / "dlt"), **extra_env,
            "SENDGRID_WEBHOOK_PUBLIC_KEY": public_key,
-           "SGBRIDGE_DATABASE_URL": f"sqlite:///{folder / 'journal.db'}", "SEGMENT_WRITE_KEY": ""}
+           "SGBRIDGE_DATABASE_URL": f"sqlite:///{folder / 'journal.db'}", "SEGMENT_WRITE_KEY": "",
+           "SGBRIDGE_CONSOLE__PORT": str(_free_port())}
     if segment_url:
         env.update(SEGMENT_WRITE_KEY="bench", SEGMENT_ENDPOINT=segment_url,
                    SGBRIDGE_SOURCES__DEFAULT__EVENTS=json.dumps(ALL_EVENTS))
@@ -173,6 +177,7 @@ def bridge(public_key: str, folder: Path, segment_url: str | None, keep_journal:
         proc.wait(60)
         for suffix in ("", "-wal", "-shm") if not keep_journal else ():
             (folder / f"journal.db{suffix}").unlink(missing_ok=True)
+            (folder / f"journal-search.db{suffix}").unlink(missing_ok=True)  # the console's search index
         (folder / "bench.duckdb").unlink(missing_ok=True)
         shutil.rmtree(folder / "dlt", ignore_errors=True)
 
@@ -280,7 +285,8 @@ def ingest(args: argparse.Namespace, folder: Path, keys: tuple[str, bytes]) -> N
         for run in range(args.runs):
             for variant in variants:
                 env, serve_args = variant_env(variant, folder, None)
-                with (segment_emulator(keep_messages=False) if variant.endswith("on") else _no_segment()) as seg, \
+                with (segment_emulator(keep_messages=False) if variant.removesuffix("-noconsole").endswith("on")
+                      else _no_segment()) as seg, \
                         bridge(keys[0], folder, seg, serve_args=tuple(serve_args), **env) as (url, _):
                     result = run_wrk(url, bodies, args.seconds, connections)
                     stored = _metric(url, "sgbridge_inbound_events_total", 'result="accepted"')

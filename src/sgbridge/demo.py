@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import shutil
 import socket
 import tempfile
@@ -286,10 +287,16 @@ async def _run(workdir: Path, database: Path, kept: bool, duration: float | None
         config = _actions_config(workdir / "sgbridge.toml", sendgrid_url, newsletter.id, dotdigital_url,
                                  dotdigital_list)
         app = build_app(load_settings(str(config)))
+        from sgbridge.console.users import Users
+
+        password = secrets.token_urlsafe(12)  # the demo's console user, for this run only
+        Users(app.state.bridge.journal, app.state.bridge.settings.console).add("demo", "operator", password,
+                                                                               replace=True)
         async with _serve(app, "on") as bridge_url:
             console.print(f"[bold]Segment emulator[/] {segment_url}   [bold]SendGrid emulator[/] {sendgrid_url}   "
                           f"[bold]Dotdigital emulator[/] {dotdigital_url}   [bold]bridge[/] {bridge_url}   "
                           f"[bold]journal[/] {database}   [bold]config[/] {config}")
+            console.print(f"[bold]console[/] {bridge_url}/ui/  (user demo, password {password})")
             people = DEMO_PEOPLE
             segment_events = _segment_events(people)
             console.print(f"posting {len(segment_events)} Segment events for {people} people to the bridge's "

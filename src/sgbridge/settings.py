@@ -281,6 +281,9 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="listen address of `serve`")
     port: int = Field(8080, ge=0, le=65535, description="listen port of `serve`")
     log_level: str = Field("info", description="debug, info, warning, error")
+    log_format: Literal["text", "json"] = Field("text", description="text, or json: one JSON object a line with "
+                                                "time, level, role, logger, message and, where they apply, "
+                                                "source, destination, seq and request_id")
     metrics_token: SecretStr | None = Field(None, description="if set, /metrics needs this bearer token")
     segment: SegmentSettings = Field(default_factory=SegmentSettings)
     segment_inbound: SegmentInboundSettings = Field(default_factory=SegmentInboundSettings)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import click
@@ -36,11 +35,9 @@ def serve(config: str | None, host: str | None, port: int | None, roles: tuple[s
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--role") from None
     label = ",".join(sorted(chosen)) if chosen else "supervisor"
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format=f"%(asctime)s %(levelname)s [{label}] %(name)s %(message)s")
-    # httpx logs every request's URL at INFO: one line per delivery, and the contacts export's
-    # pre-signed download links, which grant access to the account's contacts until they expire.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    from sgbridge.logs import configure
+
+    configure(settings.log_level, settings.log_format, label)
     if not chosen:
         from sgbridge.roles.supervisor import Supervisor
 

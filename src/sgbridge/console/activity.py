@@ -32,10 +32,11 @@ class Minute:
 
 
 def _first_id_since(conn: Any, journal: Journal, table: str, column: str, since: float) -> int:
-    lo_hi = conn.execute(f"SELECT MIN(id), MAX(id) FROM {table}").fetchone()
-    if lo_hi[0] is None:
+    # Two statements: SQLite answers MIN or MAX alone from the key, both at once with a scan.
+    first = conn.execute(f"SELECT MIN(id) FROM {table}").fetchone()[0]
+    if first is None:
         return 0
-    lo, hi = int(lo_hi[0]), int(lo_hi[1]) + 1
+    lo, hi = int(first), int(conn.execute(f"SELECT MAX(id) FROM {table}").fetchone()[0]) + 1
     while lo < hi:
         mid = (lo + hi) // 2
         row = conn.execute(journal.q(f"SELECT {column} FROM {table} WHERE id >= ? ORDER BY id LIMIT 1"),
@@ -61,48 +62,55 @@ class Activity:
         if now - self._refreshed < min_interval:
             return
         self._refreshed = now
-        await self.journal.run(lambda conn: self._read(conn, now))
+        requests, attempts = await self.journal.run(lambda conn: self._read(conn, now))
+        # Merged here, on the event loop, where pages read the tables.
+        for _rid, source, at, count in requests:
+            minute = self.inbound[str(source)].setdefault(int(float(at) // 60), Minute())
+            minute.requests += 1
+            minute.events += int(count)
+        for _aid, destination, at, duration, outcome, count in attempts:
+            minute = self.outbound[str(destination)].setdefault(int(float(at) // 60), Minute())
+            minute.requests += 1
+            if outcome == "delivered":
+                minute.delivered += 1
+                minute.events += int(count)
+            elif outcome == "rejected":
+                minute.rejected += 1
+            else:
+                minute.retries += 1
+            if len(minute.durations) < _SAMPLES:
+                minute.durations.append(float(duration))
         oldest = int(now // 60) - MINUTES
         for table in (*self.inbound.values(), *self.outbound.values()):
-            for minute in [m for m in table if m < oldest]:
-                del table[minute]
+            for minute_key in [m for m in table if m < oldest]:
+                del table[minute_key]
 
-    def _read(self, conn: Any, now: float) -> None:
+    def _read(self, conn: Any, now: float) -> tuple[list[Any], list[Any]]:
+        """The requests and attempts after the last seen (in the journal's thread)."""
         q = self.journal.q
-        if self._last_request is None:
+        if self._last_request is None or self._last_attempt is None:
             self._last_request = _first_id_since(conn, self.journal, "requests", "received_at", now - MINUTES * 60)
             self._last_attempt = _first_id_since(conn, self.journal, "attempts", "started_at", now - MINUTES * 60)
+        requests: list[Any] = []
         for _ in range(_READS):
             rows = conn.execute(q("SELECT id, source, received_at, event_count FROM requests WHERE id > ? "
                                   "ORDER BY id LIMIT ?"), (self._last_request, _READ)).fetchall()
-            for _rid, source, at, count in rows:
-                minute = self.inbound[str(source)].setdefault(int(float(at) // 60), Minute())
-                minute.requests += 1
-                minute.events += int(count)
+            requests += rows
             if rows:
                 self._last_request = int(rows[-1][0])
             if len(rows) < _READ:
                 break
+        attempts: list[Any] = []
         for _ in range(_READS):
             rows = conn.execute(q("SELECT id, destination, started_at, duration_ms, outcome, event_count "
                                   "FROM attempts WHERE id > ? ORDER BY id LIMIT ?"),
                                 (self._last_attempt, _READ)).fetchall()
-            for _aid, destination, at, duration, outcome, count in rows:
-                minute = self.outbound[str(destination)].setdefault(int(float(at) // 60), Minute())
-                minute.requests += 1
-                if outcome == "delivered":
-                    minute.delivered += 1
-                    minute.events += int(count)
-                elif outcome == "rejected":
-                    minute.rejected += 1
-                else:
-                    minute.retries += 1
-                if len(minute.durations) < _SAMPLES:
-                    minute.durations.append(float(duration))
+            attempts += rows
             if rows:
                 self._last_attempt = int(rows[-1][0])
             if len(rows) < _READ:
                 break
+        return requests, attempts
 
     def series(self, table: dict[int, Minute], now: float | None = None) -> list[tuple[int, Minute]]:
         """The last MINUTES minutes, oldest first, a Minute() for each minute without traffic."""

@@ -74,11 +74,25 @@ class Console:
         self._planners: dict[str, Any] | None = None
         path = settings.console.search_index_path or default_path(settings.database_url)
         self.search = SearchIndex(journal, path, redacted(settings.database_url))
+        self._activity_task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self.search.start()
+        self._activity_task = asyncio.create_task(self._keep_activity())
+
+    async def _keep_activity(self) -> None:
+        """The overview's traffic, read in the background: a page only renders what is in memory."""
+        while True:
+            try:
+                await self.activity.refresh(min_interval=0)
+            except Exception:
+                log.exception("console: reading the traffic failed; trying again")
+            await asyncio.sleep(2.0)
 
     async def close(self) -> None:
+        if self._activity_task is not None:
+            self._activity_task.cancel()
+            await asyncio.gather(self._activity_task, return_exceptions=True)
         await self.search.close()
         await self._planner_client.aclose()
 
@@ -162,7 +176,8 @@ class Console:
 
     # -- pages --------------------------------------------------------------------------------
     async def overview(self, request: Request, session: Session) -> Response:
-        await self.activity.refresh()
+        if self._activity_task is None:  # not started (a test's app without its lifespan): read now
+            await self.activity.refresh()
         progress = await self.views.progress()
         dead = await self.views.dead_letter_counts()
         sources = []
@@ -231,7 +246,10 @@ class Console:
             return self.render(request, "message.html", session, 404, title="No such event",
                                message=f"No stored event {request.path_params['seq']!r} (it may be past retention).")
         mapped = await asyncio.to_thread(self._mapped, found)
-        return self.render(request, "event.html", session, e=found, mapped=mapped,
+        template = self.settings.console.log_search_url
+        logs = template.replace("{request_id}", str(found["request"]["id"])) if template else None
+        return self.render(request, "event.html", session, e=found, mapped=mapped, log_link=logs,
+                           json_logs=self.settings.log_format == "json",
                            raw=found["raw"].decode("utf-8", "replace"), summary=summary_of(found["raw"]))
 
     def _mapped(self, found: dict[str, Any]) -> dict[str, Any]:

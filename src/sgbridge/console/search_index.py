@@ -16,14 +16,17 @@ import contextlib
 import logging
 import sqlite3
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
 from sgbridge.journal import Journal
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 KINDS = ("email", "user", "message")
 BATCH = 5_000
@@ -65,7 +68,9 @@ def _object(parent: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def default_path(database_url: str) -> str:
-    if database_url.startswith("sqlite:///") and database_url != "sqlite:///:memory:":
+    if database_url in ("sqlite://", "sqlite:///:memory:", ":memory:"):
+        return ":memory:"  # a journal in memory: its index too
+    if database_url.startswith("sqlite:///"):
         journal = Path(database_url.removeprefix("sqlite:///"))
         return str(journal.with_name(journal.stem + "-search.db"))
     return "sgbridge-search.db"
@@ -90,6 +95,12 @@ class SearchIndex:
         self._reader = self._conn if path == ":memory:" else sqlite3.connect(path, check_same_thread=False)
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        # One thread does everything with the index's connections, closing them included: a close
+        # can never meet a write or a read still under way in another thread.
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="sgbridge-search-index")
+
+    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -99,6 +110,10 @@ class SearchIndex:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self._in_thread(self._close)
+        self._thread.shutdown(wait=True)
+
+    def _close(self) -> None:
         if self._reader is not self._conn:
             self._reader.close()
         self._conn.close()
@@ -126,7 +141,7 @@ class SearchIndex:
                 return 0
             pairs = [(kind, value, int(seq)) for seq, body in rows for kind, value in keys_of(bytes(body))]
             last = int(rows[-1][0])
-            await asyncio.to_thread(self._write, pairs, last)
+            await self._in_thread(self._write, pairs, last)
             self.position = last
             return len(rows)
 
@@ -141,7 +156,7 @@ class SearchIndex:
     async def _prune(self) -> None:
         oldest = await self.journal.run(lambda conn: conn.execute("SELECT MIN(seq) FROM events").fetchone()[0])
         if oldest is not None:
-            await asyncio.to_thread(self._conn.execute, "DELETE FROM keys WHERE seq < ?", (int(oldest),))
+            await self._in_thread(self._conn.execute, "DELETE FROM keys WHERE seq < ?", (int(oldest),))
 
     async def seqs(self, kind: str, value: str, *, before: int | None = None, limit: int = 50) -> list[int]:
         """Newest first: the seqs of events with this key (below ``before``)."""
@@ -155,7 +170,7 @@ class SearchIndex:
                 (kind, value, before if before is not None else 2**62, limit)).fetchall()
             return [int(r[0]) for r in rows]
 
-        return await asyncio.to_thread(read)
+        return await self._in_thread(read)
 
     async def status(self) -> dict[str, Any]:
         top = await self.journal.run(lambda conn: conn.execute("SELECT MAX(seq) FROM events").fetchone()[0])

@@ -42,4 +42,7 @@ class ConsoleSettings(BaseModel):
     search_index_path: str | None = Field(None, description="the search index (email, userId → events), a "
                                           "SQLite file of the web role's own; default: beside a SQLite "
                                           "journal, else sgbridge-search.db")
+    log_search_url: str | None = Field(None, description="a link to your log search for one inbound request, "
+                                       "{request_id} replaced, e.g. https://grafana.example.com/explore?query="
+                                       "request_id%3D{request_id} (with log_format = \"json\")")
     page_size: int = Field(50, ge=1, le=500, description="rows per page")

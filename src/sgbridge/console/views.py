@@ -66,10 +66,11 @@ class Views:
         q = self.q
 
         def job(conn: Any) -> int:
-            lo_hi = conn.execute("SELECT MIN(seq), MAX(seq) FROM events").fetchone()
-            if lo_hi[0] is None:
+            # Two statements: SQLite answers MIN or MAX alone from the key, both at once with a scan.
+            first = conn.execute("SELECT MIN(seq) FROM events").fetchone()[0]
+            if first is None:
                 return 0
-            lo, hi = int(lo_hi[0]), int(lo_hi[1]) + 1
+            lo, hi = int(first), int(conn.execute("SELECT MAX(seq) FROM events").fetchone()[0]) + 1
             while lo < hi:
                 mid = (lo + hi) // 2
                 row = conn.execute(q("SELECT received_at FROM events WHERE seq >= ? ORDER BY seq LIMIT 1"),

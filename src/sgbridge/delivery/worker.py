@@ -28,6 +28,7 @@ from sgbridge.delivery.retry import backoff_delay
 from sgbridge.delivery.search import Search, Step
 from sgbridge.destinations.base import Batch, BatchDestination, EventDestination, SettledEvent
 from sgbridge.journal import Journal
+from sgbridge.logs import context
 from sgbridge.model import AttemptRecord, OutcomeRecord, StoredEvent, Window
 from sgbridge.outcomes import DELIVERED, REJECTED, Delivered, Refused, Rejected, Retry
 from sgbridge.settings import DeliverySettings
@@ -283,7 +284,8 @@ class DeliveryWorker:
                     continue
             delay = backoff_delay(failures, self.settings, retry.after)
             log.warning("%s: %d events to retry in %.1fs (%s)", self.destination.name,
-                        len(current.messages), delay, retry.reason)
+                        len(current.messages), delay, retry.reason,
+                        extra=context(destination=self.destination.name, seq=f"{window.seq_lo}-{window.seq_hi}"))
             await self.journal.extend_claim(window.claim_id, self.settings.lease_seconds + delay,
                                             retry.reason, time.time() + delay)
             await asyncio.sleep(delay)
@@ -390,7 +392,8 @@ class DeliveryWorker:
             hints = [s.after for s in retry.values() if s.after is not None]
             delay = backoff_delay(failures, self.settings, max(hints) if hints else None)
             reason = next(iter(retry.values())).reason
-            log.warning("%s: %d events to retry in %.1fs (%s)", destination.name, len(pending), delay, reason)
+            log.warning("%s: %d events to retry in %.1fs (%s)", destination.name, len(pending), delay, reason,
+                        extra=context(destination=destination.name, seq=f"{window.seq_lo}-{window.seq_hi}"))
             await self.journal.extend_claim(window.claim_id, self.settings.lease_seconds + delay, reason,
                                             time.time() + delay)
             await asyncio.sleep(delay)

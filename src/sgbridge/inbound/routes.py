@@ -20,6 +20,7 @@ from sgbridge.inbound.asgi import BodyTooLarge, ClientGone, Receive, Scope, Send
 from sgbridge.inbound.sendgrid import BadPayload, PayloadTooLarge, decompress, parse_body
 from sgbridge.inbound.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, InvalidPublicKey, SignatureVerifier
 from sgbridge.journal import Journal
+from sgbridge.logs import context
 from sgbridge.model import InboundRequest
 from sgbridge.settings import ConfigError, Settings, SourceSettings
 
@@ -133,7 +134,11 @@ class SendGridInbound:
         if parsed.rejected:
             metrics.INBOUND_EVENTS.labels(name, "rejected").inc(len(parsed.rejected))
             for rejected in parsed.rejected:
-                log.warning("SendGrid event refused (source %s): %s", name, rejected["error"])
+                log.warning("SendGrid event refused (source %s): %s", name, rejected["error"],
+                            extra=context(source=name, request_id=result.request_id))
+        if log.isEnabledFor(logging.DEBUG):  # the hot path: no dict per request unless asked for
+            log.debug("stored %d event(s), %d duplicate(s)", result.accepted, result.duplicates,
+                      extra=context(source=name, request_id=result.request_id))
         if result.accepted:
             self.on_append()
         return {"received": len(events) + len(parsed.rejected), "stored": result.accepted,

@@ -26,6 +26,7 @@ from sgbridge.inbound.segment import (
 )
 from sgbridge.inbound.sendgrid import BadPayload, PayloadTooLarge, decompress
 from sgbridge.journal import Journal
+from sgbridge.logs import context
 from sgbridge.model import InboundRequest
 from sgbridge.settings import Settings
 
@@ -135,8 +136,12 @@ class SegmentInbound:
         source = parsed.events[0].source if parsed.events else "segment"
         result = await self.journal.append(InboundRequest(source, time.time(), len(raw), parsed.events))
         for rejected in parsed.rejected:
-            log.warning("Segment event refused: %s", rejected["error"])
+            log.warning("Segment event refused: %s", rejected["error"],
+                        extra=context(source=source, request_id=result.request_id))
+        if log.isEnabledFor(logging.DEBUG):  # the hot path: no dict per request unless asked for
+            log.debug("stored %d event(s), %d duplicate(s)", result.accepted, result.duplicates,
+                      extra=context(source=source, request_id=result.request_id))
         if result.accepted:
             self.on_append()
         return {"success": True, "received": len(parsed.events) + len(parsed.rejected), "stored": result.accepted,
-                "duplicates": result.duplicates, "rejected": parsed.rejected}
+                "duplicates": result.duplicates, "rejected": parsed.rejected, "request_id": result.request_id}
