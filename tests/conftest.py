@@ -144,6 +144,8 @@ def bridge_factory(monkeypatch: pytest.MonkeyPatch, keypair: WebhookKeyPair, sql
             "SGBRIDGE_DELIVERY__BACKOFF_INITIAL_SECONDS": "0.05",
             "SGBRIDGE_DELIVERY__BACKOFF_MAX_SECONDS": "0.5",
             "SGBRIDGE_WAREHOUSE__ENABLED": "false",  # tests/warehouse/ turn it on
+            # The console's search index: beside the test's files (with PostgreSQL it would be the cwd's).
+            "SGBRIDGE_CONSOLE__SEARCH_INDEX_PATH": sqlite_url.removeprefix("sqlite:///") + "-search",
         }
         for key, value in {**defaults, **env}.items():
             if value is None:  # None removes a variable an earlier harness in the same test set

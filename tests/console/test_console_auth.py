@@ -93,8 +93,9 @@ async def test_only_operators_replay_and_cancel(bridge_factory: Any) -> None:
             assert refused.status_code == 403 and "Only operators" in refused.text
 
 
-async def test_a_new_password_ends_open_sessions_and_logout_ends_this_one(bridge_factory: Any) -> None:
-    async with bridge_factory() as h:
+async def test_a_new_password_ends_open_sessions_and_logout_ends_this_one(bridge_factory: Any,
+                                                                          database_url: str) -> None:
+    async with bridge_factory(database_url) as h:
         add_user(h.app, "alice", "operator")
         await login(h.client, "alice")
         assert (await h.client.get("/ui/")).status_code == 200

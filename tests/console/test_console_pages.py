@@ -44,10 +44,11 @@ def test_the_keys_an_event_is_found_by() -> None:
     assert keys_of(b"not json") == [] and keys_of(b"[1, 2]") == []
 
 
-async def test_search_by_id_email_user_message_and_time(bridge_factory: Any, tmp_path: Any) -> None:
+async def test_search_by_id_email_user_message_and_time(bridge_factory: Any, tmp_path: Any,
+                                                        database_url: str) -> None:
     config = tmp_path / "c.toml"
     config.write_text('[segment_inbound]\nwrite_keys = ["in-key"]\n')
-    async with bridge_factory(config=str(config)) as h:
+    async with bridge_factory(database_url, config=str(config)) as h:
         add_user(h.app, "vic", "viewer")
         events = [_event(i) for i in range(30)] + [_event(100 + i, email="Shared@Example.com") for i in range(4)]
         assert (await h.post(events)).status_code == 200
@@ -113,8 +114,9 @@ async def test_the_event_page_shows_each_destinations_path_and_mapped_message(br
         assert (await h.client.get("/ui/events/-1")).status_code == 404
 
 
-async def test_dead_letters_filtered_and_replayed_one_selected_or_all_matching(bridge_factory: Any) -> None:
-    async with bridge_factory() as h:
+async def test_dead_letters_filtered_and_replayed_one_selected_or_all_matching(bridge_factory: Any,
+                                                                              database_url: str) -> None:
+    async with bridge_factory(database_url) as h:
         add_user(h.app, "olga", "operator")
         big = [_event(i, huge="x" * 40_000) for i in range(3)]
         assert (await h.post(big)).status_code == 200
@@ -159,3 +161,28 @@ async def test_object_sync_runs_show_rows_per_collection_duration_and_errors(bri
         assert row, page.text[-2000:]
         assert "contacts: 1234 rows" in row.group(0) and "HTTP 403: forbidden" in row.group(0)
         assert "failed" in row.group(0)
+
+
+async def test_the_overview_counts_what_went_in_and_out_with_retries_and_latency(bridge_factory: Any) -> None:
+    async with bridge_factory() as h:
+        add_user(h.app, "vic", "viewer")
+        await h.fault({"status": 503, "count": 2})  # two failed requests, then delivered
+        assert (await h.post([_event(i) for i in range(12)])).status_code == 200
+        await h.wait_delivered(12)
+        await login(h.client, "vic")
+        with anyio.fail_after(10):
+            while True:
+                page = (await h.client.get("/ui/")).text
+                row = re.search(r'<tr data-destination="segment">(.*?)</tr>', page, re.S)
+                assert row, page[-1500:]
+                cells = re.findall(r'<td class="num[^"]*">(.*?)</td>', row.group(1), re.S)
+                if cells and cells[0].strip() == "12":
+                    break
+                await anyio.sleep(0.3)
+        events, success, retries = (c.strip() for c in cells[:3])
+        assert events == "12" and retries == "2"
+        assert success == "33.3 %"  # 1 of 3 requests delivered
+        latency = re.search(r'class="num latency">([\d.]+) / ([\d.]+) s', row.group(1))
+        assert latency and 0 <= float(latency.group(1)) < 30
+        source = re.search(r'<td><a href="/ui/events\?source=default">default</a></td>.*?</tr>', page, re.S)
+        assert source and re.findall(r'<td class="num">(\d+)</td>', source.group(0))[:2] == ["12", "12"]

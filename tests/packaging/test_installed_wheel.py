@@ -156,3 +156,46 @@ def test_the_installed_sendgrid_emulator_validates_with_the_bundled_specs(instal
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_the_installed_console_serves_its_pages_and_assets(installed: dict[str, Path]) -> None:
+    """`sgbridge users add`, then the web role alone from the wheel: templates and assets are package data."""
+    import re
+
+    env = {**_env(installed), "SGBRIDGE_DATABASE_URL": f"sqlite:///{installed['run_dir'] / 'console.db'}"}
+    password = "a long password for the wheel"
+    subprocess.run(["sgbridge", "users", "add", "wheel", "--role", "operator", "--password-stdin"],
+                   input=password + "\n", text=True, cwd=installed["run_dir"], env=env, check=True,
+                   capture_output=True)
+    port = _free_port()
+    log = installed["base"] / "console.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(["sgbridge", "serve", "--role", "web", "--port", str(port)], cwd=installed["run_dir"],
+                                env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, log.read_text()
+            try:
+                login = httpx.get(f"{url}/ui/login", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+        assert login.status_code == 200 and "Log in" in login.text
+        for asset in ("console.css", "console.js"):
+            assert httpx.get(f"{url}/ui/static/{asset}", timeout=5).status_code == 200, asset
+        with httpx.Client(base_url=url, timeout=5) as client:
+            token = re.search(r'name="csrf" value="([^"]+)"', client.get("/ui/login").text)
+            assert token
+            done = client.post("/ui/login", data={"csrf": token.group(1), "name": "wheel", "password": password})
+            assert done.status_code == 303
+            assert "wheel (operator)" in client.get("/ui/").text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

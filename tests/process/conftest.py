@@ -45,7 +45,8 @@ class Server:
         defaults = {"SGBRIDGE_WAREHOUSE__ENABLED": "false",
                     "SGBRIDGE_WAREHOUSE__CREDENTIALS": str(log.parent / "warehouse.duckdb"),
                     "SGBRIDGE_WAREHOUSE__PIPELINES_DIR": str(log.parent / "dlt"),
-                    "SGBRIDGE_CONSOLE__PORT": str(free_port())}  # the web role: a port of its own
+                    "SGBRIDGE_CONSOLE__PORT": str(free_port()),  # the web role: a port of its own
+                    "SGBRIDGE_CONSOLE__SEARCH_INDEX_PATH": str(log.parent / "search.db")}
         self.env = {**os.environ, **defaults, **env}
         self.port = port or free_port()
         self.log = log

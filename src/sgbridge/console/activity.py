@@ -28,7 +28,8 @@ class Minute:
     delivered: int = 0  # attempts
     retries: int = 0
     rejected: int = 0
-    durations: list[float] = field(default_factory=list)
+    durations: list[float] = field(default_factory=list)  # of the requests, ms
+    latencies: list[float] = field(default_factory=list)  # received → delivered, s (the request's first event)
 
 
 def _first_id_since(conn: Any, journal: Journal, table: str, column: str, since: float) -> int:
@@ -62,18 +63,21 @@ class Activity:
         if now - self._refreshed < min_interval:
             return
         self._refreshed = now
-        requests, attempts = await self.journal.run(lambda conn: self._read(conn, now))
+        requests, attempts, received = await self.journal.run(lambda conn: self._read(conn, now))
         # Merged here, on the event loop, where pages read the tables.
         for _rid, source, at, count in requests:
             minute = self.inbound[str(source)].setdefault(int(float(at) // 60), Minute())
             minute.requests += 1
             minute.events += int(count)
-        for _aid, destination, at, duration, outcome, count in attempts:
+        for _aid, destination, at, duration, outcome, count, seq_lo in attempts:
             minute = self.outbound[str(destination)].setdefault(int(float(at) // 60), Minute())
             minute.requests += 1
             if outcome == "delivered":
                 minute.delivered += 1
                 minute.events += int(count)
+                first = received.get(int(seq_lo))
+                if first is not None and len(minute.latencies) < _SAMPLES:
+                    minute.latencies.append(max(0.0, float(at) + float(duration) / 1000 - first))
             elif outcome == "rejected":
                 minute.rejected += 1
             else:
@@ -85,7 +89,7 @@ class Activity:
             for minute_key in [m for m in table if m < oldest]:
                 del table[minute_key]
 
-    def _read(self, conn: Any, now: float) -> tuple[list[Any], list[Any]]:
+    def _read(self, conn: Any, now: float) -> tuple[list[Any], list[Any], dict[int, float]]:
         """The requests and attempts after the last seen (in the journal's thread)."""
         q = self.journal.q
         if self._last_request is None or self._last_attempt is None:
@@ -102,7 +106,7 @@ class Activity:
                 break
         attempts: list[Any] = []
         for _ in range(_READS):
-            rows = conn.execute(q("SELECT id, destination, started_at, duration_ms, outcome, event_count "
+            rows = conn.execute(q("SELECT id, destination, started_at, duration_ms, outcome, event_count, seq_lo "
                                   "FROM attempts WHERE id > ? ORDER BY id LIMIT ?"),
                                 (self._last_attempt, _READ)).fetchall()
             attempts += rows
@@ -110,7 +114,14 @@ class Activity:
                 self._last_attempt = int(rows[-1][0])
             if len(rows) < _READ:
                 break
-        return requests, attempts
+        # When the first event of each delivered request arrived (key look-ups, a few hundred at a time).
+        wanted = sorted({int(a[6]) for a in attempts if a[4] == "delivered"})
+        received: dict[int, float] = {}
+        for lo in range(0, len(wanted), 500):
+            chunk = wanted[lo:lo + 500]
+            received.update((int(r[0]), float(r[1])) for r in conn.execute(q(
+                f"SELECT seq, received_at FROM events WHERE seq IN ({', '.join('?' * len(chunk))})"), chunk))
+        return requests, attempts, received
 
     def series(self, table: dict[int, Minute], now: float | None = None) -> list[tuple[int, Minute]]:
         """The last MINUTES minutes, oldest first, a Minute() for each minute without traffic."""

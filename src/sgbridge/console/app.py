@@ -194,6 +194,7 @@ class Console:
             attempts = sum(m.requests for m in minutes)
             delivered = sum(m.delivered for m in minutes)
             durations = [d for m in minutes for d in m.durations]
+            latencies = [v for m in minutes for v in m.latencies]
             state = progress.get(name, {})
             destinations.append({
                 "name": name,
@@ -203,6 +204,7 @@ class Console:
                 "success": None if not attempts else 100.0 * delivered / attempts,
                 "retries": sum(m.retries for m in minutes), "rejected": sum(m.rejected for m in minutes),
                 "p50": percentile(durations, 0.5), "p99": percentile(durations, 0.99),
+                "lat50": percentile(latencies, 0.5), "lat99": percentile(latencies, 0.99),
                 "dead_letters": dead.get(name, 0), "backlog": state.get("backlog_upper"),
                 "lag": state.get("lag_seconds"), "cursor": state.get("cursor")})
         return self.render(request, "overview.html", session, sources=sources, destinations=destinations,
