@@ -16,6 +16,7 @@ class Delivered:
     # (an API that answers per event); they are rejected. A batch refused as a whole is a
     # ``Refused`` instead, and the worker finds the event at fault (delivery/search.py).
     refused: tuple[tuple[int, str], ...] = ()
+    response: str = ""  # the start of the answer's body, for the attempt log (the console's event page)
 
 
 @dataclass(frozen=True, slots=True)

@@ -159,6 +159,10 @@ async def test_events_show_follows_a_segment_event(tmp_path: Path, sqlite_url: s
     assert shown["destinations"]["segment"]["outcome"] == "not_consumed"
     assert shown["destinations"]["sendgrid"]["outcome"] == "delivered"
     assert [a["detail"].split()[0] for a in shown["destinations"]["sendgrid"]["attempts"]][:1] == ["PUT"]
+    put = next(a["detail"] for a in shown["destinations"]["sendgrid"]["attempts"] if a["outcome"] == "delivered")
+    assert "shown@example.com" in put.split("\nresponse: ")[0]  # the start of the request's body
+    assert "job_id" in put.split("\nresponse: ")[1]  # and of SendGrid's answer
+    assert "Bearer" not in put and "SG." not in put  # headers, with the key, are not kept
     assert refused["destinations"]["sendgrid"]["outcome"] == "rejected"
     assert "is not valid" in refused["destinations"]["sendgrid"]["reason"]
 

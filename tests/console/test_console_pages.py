@@ -108,7 +108,9 @@ async def test_the_event_page_shows_each_destinations_path_and_mapped_message(br
             while "delivered" not in (page := await h.client.get(f"/ui/events/{seq}")).text:
                 await anyio.sleep(0.05)
         assert "Email Delivered" in page.text  # the track call made for Segment
-        assert "/v1/batch" in page.text and "HTTP 200" in page.text  # its attempt
+        assert "/v1/batch" in page.text and "answer</b> 200" in page.text  # its attempt
+        exchange = re.search(r'<pre class="exchange">(.*?)</pre>', page.text, re.S)
+        assert exchange and "success" in exchange.group(1)  # the start of Segment's answer, as kept
         assert "&#34;sg_event_id&#34;:&#34;ev-00001&#34;" in page.text or '"sg_event_id":"ev-00001"' in page.text
         assert (await h.client.get("/ui/events/999999")).status_code == 404
         assert (await h.client.get("/ui/events/-1")).status_code == 404

@@ -201,7 +201,7 @@ class DeliveryWorker:
                 outcome = Refused(f"sending failed: {cause(exc)}", kind_of(exc))
         seqs = [m.seq for m in batch.messages]
         kind = type(outcome).__name__.lower()
-        detail = getattr(outcome, "reason", "")
+        detail = getattr(outcome, "reason", "") or getattr(outcome, "response", "")
         code = getattr(outcome, "status_code", None)
         metrics.DELIVERY_ATTEMPTS.labels(self.destination.name, kind).inc()
         await self.journal.record_attempts([AttemptRecord(

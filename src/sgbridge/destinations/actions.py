@@ -120,11 +120,22 @@ class ActionsDestination:
     async def _log_attempts(self) -> None:
         records, self._requests[:] = list(self._requests), []
         attempts = [AttemptRecord(self.name, r.started_at, r.duration_ms, r.url, r.status,
-                                  _attempt_kind(r), f"{r.method} {r.url}" + (f": {r.error}" if r.error else ""),
-                                  sorted(set(r.owners)))
+                                  _attempt_kind(r), _exchange(r), sorted(set(r.owners)))
                     for r in records if r.owners]
         if attempts:
             await self.journal.record_attempts(attempts)
+
+
+def _excerpt(data: bytes | None, limit: int) -> str:
+    text = (data or b"").decode("utf-8", "replace")
+    return text[:limit] + ("…" if len(text) > limit else "")
+
+
+def _exchange(record: RequestRecord) -> str:
+    """What the attempt log keeps of a request: its line, the start of its body and of the answer's
+    (headers, with their credentials, are not kept)."""
+    line = f"{record.method} {record.url}" + (f": {record.error}" if record.error else "")
+    return f"{line}\nrequest: {_excerpt(record.body, 1000)}\nresponse: {_excerpt(record.response_body, 600)}"
 
 
 def _attempt_kind(record: RequestRecord) -> str:

@@ -47,7 +47,7 @@ def short_body(response: httpx.Response, limit: int = 300) -> str:
 def classify_response(response: httpx.Response) -> Outcome:
     code = response.status_code
     if 200 <= code < 300:
-        return Delivered(code)
+        return Delivered(code, response=short_body(response, 500))
     reason = f"HTTP {code}: {short_body(response)}"
     if code in RETRYABLE_STATUS or code >= 500:
         return Retry(reason, wait_hint(response.headers), code)
