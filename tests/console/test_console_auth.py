@@ -64,6 +64,26 @@ async def test_logins_are_rate_limited(bridge_factory: Any) -> None:
         assert "sgbridge_session" not in h.client.cookies
 
 
+async def test_parallel_tries_count_before_they_are_answered(bridge_factory: Any) -> None:
+    import anyio
+
+    async with bridge_factory(SGBRIDGE_CONSOLE__LOGIN_FAILURES_ALLOWED="3") as h:
+        add_user(h.app, "alice", "operator")
+        page = await h.client.get("/ui/login")
+        token = form_token(page.text)
+        codes: list[int] = []
+
+        async def guess(i: int) -> None:
+            answer = await h.client.post("/ui/login", data={"csrf": token, "name": "alice",
+                                                            "password": f"guess number {i:04d}"})
+            codes.append(answer.status_code)
+
+        async with anyio.create_task_group() as tasks:
+            for i in range(12):
+                tasks.start_soon(guess, i)
+        assert codes.count(401) <= 3 and codes.count(429) >= 9, codes
+
+
 async def test_forms_without_the_csrf_token_are_refused(bridge_factory: Any) -> None:
     async with bridge_factory() as h:
         add_user(h.app, "olga", "operator")
@@ -106,8 +126,25 @@ async def test_a_new_password_ends_open_sessions_and_logout_ends_this_one(bridge
         await login(h.client, "alice", "another long password")
         page = await h.client.get("/ui/")
         assert page.status_code == 200
+        copied = h.client.cookies["sgbridge_session"]  # what a thief would have kept
         out = await h.client.post("/ui/logout", data={"csrf": form_token(page.text)})
         assert out.status_code == 303
+        assert (await h.client.get("/ui/")).status_code == 303
+        h.client.cookies.set("sgbridge_session", copied)
+        assert (await h.client.get("/ui/")).status_code == 303  # the session itself has ended
+
+
+async def test_removing_a_user_ends_their_sessions_for_good(bridge_factory: Any) -> None:
+    async with bridge_factory() as h:
+        add_user(h.app, "alice", "operator")
+        await login(h.client, "alice")
+        copied = h.client.cookies["sgbridge_session"]
+        bridge = h.app.state.bridge
+        users = Users(bridge.journal, bridge.settings.console)
+        assert users.remove("alice")
+        assert (await h.client.get("/ui/")).status_code == 303
+        users.add("alice", "viewer", "her new long password")  # the same name again
+        h.client.cookies.set("sgbridge_session", copied)
         assert (await h.client.get("/ui/")).status_code == 303
 
 
@@ -126,6 +163,19 @@ async def test_secrets_are_masked_on_the_configuration_page(bridge_factory: Any,
 [actions.mail]
 destination = "sendgrid"
 settings = { sendGridApiKey = "SG.super-secret-key-123" }
+endpoint = "https://proxyuser:hunter2-proxy@proxy.example.com:8443/sg"
+
+[actions.hook]
+destination = "webhook"
+
+[[actions.hook.subscriptions]]
+action = "send"
+trigger = 'type = "track"'
+
+[actions.hook.subscriptions.mapping]
+url = "https://hooks.example.com/services/T0/B0?sig=slack-signature-xyz"
+method = "POST"
+headers = { Cookie = "session=cookie-value-abc" }
 """)
     async with bridge_factory(config=str(config), SGBRIDGE_METRICS_TOKEN="metrics-token-xyz",
                               SEGMENT_WEBHOOK_SHARED_SECRET="shared-secret-abc") as h:
@@ -133,9 +183,11 @@ settings = { sendGridApiKey = "SG.super-secret-key-123" }
         await login(h.client, "alice")
         page = await h.client.get("/ui/config")
         assert page.status_code == 200
-        for secret in ("SG.super-secret-key-123", "metrics-token-xyz", "shared-secret-abc", "test-write-key"):
+        for secret in ("SG.super-secret-key-123", "metrics-token-xyz", "shared-secret-abc", "test-write-key",
+                       "hunter2-proxy", "proxyuser", "slack-signature-xyz", "cookie-value-abc"):
             assert secret not in page.text, secret
-        assert "sendGridApiKey" in page.text
+        assert "sendGridApiKey" in page.text and "proxy.example.com:8443/sg" in page.text
+        assert "hooks.example.com/services/T0/B0" in page.text  # the URL is shown, its query is not
 
 
 async def test_pages_carry_security_headers(bridge_factory: Any) -> None:

@@ -64,6 +64,8 @@ async def test_search_by_id_email_user_message_and_time(bridge_factory: Any, tmp
         assert "user-42" in by_message_id.text
         missing = await h.client.get("/ui/events", params={"q": "no-such-event"})
         assert "No stored event" in missing.text
+        huge = await h.client.get("/ui/events", params={"q": "9" * 30})  # past 64 bits: no seq, no 500
+        assert huge.status_code == 200 and "No stored event" in huge.text
 
         by_email = await h.client.get("/ui/events", params={"email": "shared@EXAMPLE.com"})
         found = _seqs(by_email.text)
@@ -82,19 +84,24 @@ async def test_search_by_id_email_user_message_and_time(bridge_factory: Any, tmp
         assert "is not a time" in bad.text
 
 
-async def test_keyset_pages_cover_every_event_once(bridge_factory: Any) -> None:
-    async with bridge_factory(SGBRIDGE_CONSOLE__PAGE_SIZE="7") as h:
+@pytest.mark.parametrize("start, count", [("/ui/events", 30), ("/ui/events?email=shared%40example.com", 9),
+                                          ("/ui/events?since=2000-01-01T00:00", 30)])
+async def test_keyset_pages_cover_every_event_once(bridge_factory: Any, start: str, count: int) -> None:
+    async with bridge_factory(SGBRIDGE_CONSOLE__PAGE_SIZE="4") as h:
         add_user(h.app, "vic", "viewer")
-        assert (await h.post([_event(i) for i in range(30)])).status_code == 200
+        events = [_event(i, email="shared@example.com" if i % 10 < 3 else None) for i in range(30)]
+        assert (await h.post(events)).status_code == 200
+        await _indexed(h.app)
         await login(h.client, "vic")
         seen: list[int] = []
-        url: str | None = "/ui/events"
+        url: str | None = start
         while url:
             page = await h.client.get(url)
             seen += _seqs(page.text)
             more = re.search(r'class="more" href="([^"]+)"', page.text)
             url = more.group(1).replace("&amp;", "&") if more else None
-        assert sorted(seen, reverse=True) == seen and len(set(seen)) == 30
+        ordered = sorted(seen) if "since" in start else sorted(seen, reverse=True)
+        assert seen == ordered and len(set(seen)) == len(seen) == count
 
 
 async def test_the_event_page_shows_each_destinations_path_and_mapped_message(bridge_factory: Any) -> None:

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import httpx
 import orjson
@@ -36,7 +37,7 @@ from sgbridge.settings import Settings
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 PREFIX = "/ui"
-_SECRET_NAME = re.compile(r"key|secret|password|token|auth", re.IGNORECASE)
+_SECRET_NAME = re.compile(r"key|secret|password|passwd|token|auth|cookie|credential|sig|dsn|session", re.IGNORECASE)
 MASK = "••••••"
 Handler = Callable[[Request, Session], Awaitable[Response]]
 
@@ -48,14 +49,28 @@ def iso(value: float | None) -> str:
 
 
 def masked(value: Any, name: str = "") -> Any:
-    """Settings as shown: every value under a secret-looking name masked, at any depth."""
+    """Settings as shown: every value under a secret-looking name masked, at any depth, and in every
+    URL its credentials and query (a signed webhook URL, ``?password=``)."""
     if isinstance(value, dict):
         return {k: masked(v, str(k)) for k, v in value.items()}
     if isinstance(value, list):
         return [masked(v, name) for v in value]
     if value not in (None, "", False) and _SECRET_NAME.search(name):
         return MASK
+    if isinstance(value, str) and "://" in value:
+        return masked_url(value)
     return value
+
+
+def masked_url(value: str) -> str:
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return MASK
+    netloc = (f"{MASK}@" if parts.username or parts.password else "") + host + port
+    return urlunsplit(parts._replace(netloc=netloc, query=MASK if parts.query else "", fragment=""))
 
 
 class Console:
@@ -64,7 +79,7 @@ class Console:
         self.journal = journal
         self.views = Views(journal, settings)
         self.users = Users(journal, settings.console)
-        self.sessions = Sessions(session_secret(journal, settings.console), settings.console, self.users)
+        self.sessions = Sessions(session_secret(journal, settings.console), settings.console, self.users, journal)
         self.limiter = LoginLimiter(settings.console.login_failures_allowed, settings.console.login_window_seconds)
         self.activity = Activity(journal)
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -106,10 +121,11 @@ class Console:
 
     def page(self, handler: Handler, *, operator: bool = False) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
-            session = self.sessions.current(request)
+            session = await self.sessions.current(request)
             if session is None:
                 if request.method == "GET":
-                    return RedirectResponse(f"{PREFIX}/login?next={request.url.path}", status_code=303)
+                    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                    return RedirectResponse(f"{PREFIX}/login?{urlencode({'next': target})}", status_code=303)
                 return Response("log in first", status_code=401)
             if request.method == "POST":
                 form = await request.form()
@@ -123,7 +139,7 @@ class Console:
         return endpoint
 
     async def login_form(self, request: Request) -> Response:
-        if self.sessions.current(request) is not None:
+        if await self.sessions.current(request) is not None:
             return RedirectResponse(f"{PREFIX}/", status_code=303)
         response = HTMLResponse("")
         token = self.sessions.login_token(request, response)
@@ -136,9 +152,9 @@ class Console:
 
     async def login(self, request: Request) -> Response:
         form = await request.form()
-        name, password = _text(form, "name").strip(), _text(form, "password")
+        name, password = _text(form, "name").strip()[:64], _text(form, "password")
         client = request.client.host if request.client else "?"
-        keys = [f"user:{name.lower()}", f"addr:{client}"]
+        keys = [f"user:{name.lower()}", f"addr:{client}"]  # the user name's first: succeeded() forgets it
         wait = self.limiter.wait_seconds(keys)
 
         def again(error: str, status: int) -> Response:
@@ -158,20 +174,21 @@ class Console:
         if wait > 0:
             log.warning("console: login refused for %r from %s: too many failures", name, client)
             return again(f"Too many failed logins: try again in {int(wait) + 1} s.", 429)
+        stamp = self.limiter.attempt(keys)  # counted before the check: parallel tries are counted too
         user = await asyncio.to_thread(self.users.authenticate, name, password)
         if user is None:
-            self.limiter.failed(keys)
             log.warning("console: failed login for %r from %s", name, client)
             return again("Wrong user name or password.", 401)
-        self.limiter.succeeded(keys[:1])
+        self.limiter.succeeded(keys, stamp)
         log.info("console: %s logged in from %s", name, client)
         response = RedirectResponse(_safe_next(_text(form, "next")), status_code=303)
-        self.sessions.begin(response, request, user)
+        await self.sessions.begin(response, request, user)
         return response
 
     async def logout(self, request: Request, session: Session) -> Response:
         response = RedirectResponse(f"{PREFIX}/login", status_code=303)
-        self.sessions.end(response)
+        await self.sessions.end(session, response)
+        log.info("console: %s logged out", session.user.name)
         return response
 
     # -- pages --------------------------------------------------------------------------------
@@ -217,12 +234,15 @@ class Console:
         before = _int(params.get("before"))
         limit = self.settings.console.page_size
         error, rows, mode = None, [], "latest"
+        next_before: int | None = None
         try:
             if email or user or message:
                 mode = "key"
                 kind, value = ("email", email) if email else ("user", user) if user else ("message", message)
-                rows = await self.views.events(seqs=await self.search.seqs(kind, value, before=before, limit=limit),
-                                               limit=limit)
+                found = await self.search.seqs(kind, value, before=before, limit=limit)
+                rows = await self.views.events(seqs=found, limit=limit)
+                # Paged by what the index found: events pruned from the log since would shorten pages.
+                next_before = found[-1] if len(found) == limit else None
             elif ref:
                 mode = "lookup"
                 rows = await self.views.events(seqs=await self.views.find(ref), limit=limit)
@@ -235,8 +255,11 @@ class Console:
                 rows = await self.views.events(before=before, source=source, limit=limit)
         except ValueError as exc:
             error = str(exc)
-        more = len(rows) == limit
-        return self.render(request, "events.html", session, rows=rows, ref=ref, source=source or "", since=since,
+        more = next_before is not None if mode == "key" else (len(rows) == limit and mode != "lookup")
+        if mode == "latest" and rows:
+            next_before = rows[-1]["seq"]
+        return self.render(request, "events.html", session, next_before=next_before, rows=rows, ref=ref,
+                           source=source or "", since=since,
                            email=email, user_text=user, message=message, mode=mode, more=more, error=error,
                            index=await self.search.status(),
                            sources=sorted({*self.settings.sources, *SEGMENT_SOURCES}))
@@ -319,9 +342,9 @@ class Console:
             ids = [i for i in (_int(v) for v in form.getlist("id")) if i is not None]
             count = await self.views.replay(ids)
         log.info("console: %s queued %d dead letter(s) for replay", session.user.name, count)
-        query = "&".join(f"{k}={v}" for k, v in (("destination", destination), ("reason", reason)) if v)
-        return RedirectResponse(f"{PREFIX}/dead-letters?replayed={count}" + (f"&{query}" if query else ""),
-                                status_code=303)
+        query = urlencode({"replayed": count, **{k: v for k, v in (("destination", destination),
+                                                                    ("reason", reason)) if v}})
+        return RedirectResponse(f"{PREFIX}/dead-letters?{query}", status_code=303)
 
     async def runs(self, request: Request, session: Session) -> Response:
         params = request.query_params
@@ -353,7 +376,8 @@ class Console:
 
     async def config(self, request: Request, session: Session) -> Response:
         shown = masked(self.settings.model_dump(mode="json"))
-        shown["database_url"] = redacted(self.settings.database_url)
+        shown["database_url"] = masked_url(self.settings.database_url) if "://" in self.settings.database_url \
+            else self.settings.database_url
         return self.render(request, "config.html", session, config=shown, consumers=sorted(consumers(self.settings)))
 
     async def tail(self, request: Request, session: Session) -> Response:
@@ -363,29 +387,37 @@ class Console:
         """Server-sent events: each new stored event that matches the filter, as JSON."""
         source = request.query_params.get("source") or None
         needle = (request.query_params.get("filter") or "").lower()
-        start = await self.journal.run(lambda conn: int(conn.execute("SELECT MAX(seq) FROM events").fetchone()[0]
-                                                        or 0))
-        last = max(0, start - 20)  # the last few, so the page is not empty
+        resume = _int(request.headers.get("last-event-id"))  # a reconnecting browser says where it was
+        if resume is None:
+            start = await self.journal.run(lambda conn: int(conn.execute("SELECT MAX(seq) FROM events").fetchone()[0]
+                                                            or 0))
+            resume = max(0, start - 20)  # the last few, so the page is not empty
+        last = resume
 
         async def stream() -> AsyncIterator[bytes]:
             nonlocal last
             yield b"retry: 2000\n\n"
-            idle = 0.0
+            idle, checked = 0.0, time.monotonic()
             while not await request.is_disconnected():
-                rows = list(reversed(await self.views.events(after=last + 1, source=source, limit=200)))
-                rows.sort(key=lambda r: r["seq"])
+                if time.monotonic() - checked > 5:  # a logout, a new password or a removal ends the tail too
+                    checked = time.monotonic()
+                    if await self.sessions.current(request) is None:
+                        yield b"event: ended\ndata: the session has ended\n\n"
+                        return
+                rows = await self.views.events(after=last + 1, source=source, limit=200)
                 for row in rows:
                     last = max(last, row["seq"])
                     text = " ".join(str(row.get(k, "")) for k in ("event", "id", "email", "user_id", "source"))
                     if needle and needle not in text.lower():
                         continue
-                    yield b"data: " + orjson.dumps({**row, "at": iso(row["received_at"])}) + b"\n\n"
+                    yield (f"id: {row['seq']}\n".encode() + b"data: "
+                           + orjson.dumps({**row, "at": iso(row["received_at"])}) + b"\n\n")
                 if rows:
                     idle = 0.0
                     continue
                 idle += 0.5
                 if idle >= 15:
-                    yield b": keep-alive\n\n"
+                    yield f"id: {last}\n: keep-alive\n\n".encode()
                     idle = 0.0
                 await asyncio.sleep(0.5)
 

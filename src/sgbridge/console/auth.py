@@ -1,7 +1,9 @@
 """Sessions, CSRF and the login rate limit.
 
-A session is a cookie signed with itsdangerous (name, role, CSRF token, when it began), HttpOnly,
-SameSite=Strict, Secure over HTTPS, valid for ``console.session_hours``. Every POST carries the
+A session is a row of the journal's ``console_sessions`` (its id, user, expiry) and a cookie signed
+with itsdangerous that names it (with its CSRF token): HttpOnly, SameSite=Strict, Secure over
+HTTPS, valid for ``console.session_hours``. Logout deletes the row, so a copied cookie is worth
+nothing after it; a new password or a removal deletes all of the user's. Every POST carries the
 session's CSRF token in a form field; the login form, before any session, carries the token of a
 signed pre-login cookie (double submit). Failed logins are counted per user name and per client
 address; past ``login_failures_allowed`` in ``login_window_seconds`` the login answers 429.
@@ -9,6 +11,7 @@ address; past ``login_failures_allowed`` in ``login_window_seconds`` the login a
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import secrets
 import time
@@ -34,6 +37,7 @@ class Session:
     user: User
     csrf: str
     began: float
+    id: str
 
 
 def session_secret(journal: Journal, settings: ConsoleSettings) -> str:
@@ -50,7 +54,8 @@ def session_secret(journal: Journal, settings: ConsoleSettings) -> str:
 
 
 class Sessions:
-    def __init__(self, secret: str, settings: ConsoleSettings, users: Users) -> None:
+    def __init__(self, secret: str, settings: ConsoleSettings, users: Users, journal: Journal) -> None:
+        self.journal = journal
         self._signer = URLSafeTimedSerializer(secret, salt="sgbridge-console-session")
         self._login_signer = URLSafeTimedSerializer(secret, salt="sgbridge-console-login")
         self.settings = settings
@@ -62,7 +67,7 @@ class Sessions:
             return self.settings.secure_cookies
         return request.url.scheme == "https"
 
-    def current(self, request: Request) -> Session | None:
+    def _signed(self, request: Request) -> dict[str, Any] | None:
         raw = request.cookies.get(SESSION_COOKIE)
         if not raw:
             return None
@@ -70,21 +75,40 @@ class Sessions:
             data = self._signer.loads(raw, max_age=self.max_age)
         except BadSignature:
             return None
-        if not isinstance(data, dict):
-            return None
-        user = self.users.get(str(data.get("u", "")))
-        began = float(data.get("t", 0))
-        if user is None or began < user.sessions_after:
-            return None  # removed, or a new password since
-        return Session(user, str(data.get("c", "")), began)
+        return data if isinstance(data, dict) and isinstance(data.get("s"), str) else None
 
-    def begin(self, response: Response, request: Request, user: User) -> None:
-        token = self._signer.dumps({"u": user.name, "r": user.role, "c": secrets.token_urlsafe(24), "t": time.time()})
+    async def current(self, request: Request) -> Session | None:
+        data = self._signed(request)
+        if data is None:
+            return None
+        sid, q, now = str(data["s"]), self.journal.q, time.time()
+        row = await self.journal.run(lambda conn: conn.execute(q(
+            "SELECT name, created_at FROM console_sessions WHERE id = ? AND expires_at > ?"), (sid, now)).fetchone())
+        if row is None:
+            return None  # logged out, a new password, removed, or expired
+        user = self.users.get(str(row[0]))
+        if user is None:
+            return None
+        return Session(user, str(data.get("c", "")), float(row[1]), sid)
+
+    async def begin(self, response: Response, request: Request, user: User) -> None:
+        sid, now, q = secrets.token_urlsafe(24), time.time(), self.journal.q
+
+        def job(conn: Any) -> None:
+            conn.execute(q("DELETE FROM console_sessions WHERE expires_at <= ?"), (now,))
+            conn.execute(q("INSERT INTO console_sessions (id, name, created_at, expires_at) VALUES (?, ?, ?, ?)"),
+                         (sid, user.name, now, now + self.max_age))
+
+        await self.journal.run(job)
+        token = self._signer.dumps({"s": sid, "c": secrets.token_urlsafe(24)})
         response.set_cookie(SESSION_COOKIE, token, max_age=self.max_age, path="/", httponly=True,
                             samesite="strict", secure=self._secure(request))
         response.delete_cookie(LOGIN_COOKIE, path="/")
 
-    def end(self, response: Response) -> None:
+    async def end(self, session: Session, response: Response) -> None:
+        q = self.journal.q
+        await self.journal.run(lambda conn: conn.execute(q("DELETE FROM console_sessions WHERE id = ?"),
+                                                         (session.id,)))
         response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
 
     def login_token(self, request: Request, response: Response) -> str:
@@ -116,34 +140,49 @@ def csrf_ok(session: Session, given: str | None) -> bool:
 
 
 class LoginLimiter:
-    """Failed logins per key (a user name, a client address) within a sliding window."""
+    """Login tries per key (a user name, a client address) within a sliding window. A try counts
+    from the moment it starts (``attempt``), so parallel tries are counted before any is answered;
+    a successful one is taken back (``succeeded``)."""
+
+    MAX_KEYS = 10_000
 
     def __init__(self, allowed: int, window_seconds: float) -> None:
         self.allowed = allowed
         self.window = window_seconds
-        self._failures: dict[str, deque[float]] = {}
+        self._tries: dict[str, deque[float]] = {}
 
-    def _recent(self, key: str, now: float) -> deque[float]:
-        times = self._failures.setdefault(key, deque())
+    def _recent(self, key: str, now: float) -> int:
+        times = self._tries.get(key)
+        if times is None:
+            return 0
         while times and times[0] <= now - self.window:
             times.popleft()
-        return times
+        if not times:
+            del self._tries[key]
+            return 0
+        return len(times)
 
     def wait_seconds(self, keys: list[str], now: float | None = None) -> float:
-        """0 when a try is allowed, else how long until one is."""
+        """0 when a try is allowed, else how long until one is (reading never stores a key)."""
         now = time.time() if now is None else now
-        waits = [times[0] + self.window - now for key in keys
-                 if len(times := self._recent(key, now)) >= self.allowed]
+        waits = [self._tries[key][0] + self.window - now for key in keys if self._recent(key, now) >= self.allowed]
         return max(waits, default=0.0)
 
-    def failed(self, keys: list[str], now: float | None = None) -> None:
+    def attempt(self, keys: list[str], now: float | None = None) -> float:
+        """Count a try now (before its password is checked); returns its stamp."""
         now = time.time() if now is None else now
+        if len(self._tries) >= self.MAX_KEYS:  # bounded: forget keys with nothing recent
+            for key in list(self._tries):
+                self._recent(key, now)
         for key in keys:
-            self._recent(key, now).append(now)
-        if len(self._failures) > 10_000:  # bounded: forget keys with nothing recent
-            for key in [k for k, v in self._failures.items() if not v or v[-1] <= now - self.window]:
-                del self._failures[key]
+            self._tries.setdefault(key, deque()).append(now)
+        return now
 
-    def succeeded(self, keys: list[str]) -> None:
-        for key in keys:
-            self._failures.pop(key, None)
+    def succeeded(self, keys: list[str], stamp: float) -> None:
+        """Take a try back that turned out right; the user name's earlier failures are forgotten."""
+        for index, key in enumerate(keys):
+            if index == 0:
+                self._tries.pop(key, None)
+            elif key in self._tries:
+                with contextlib.suppress(ValueError):
+                    self._tries[key].remove(stamp)

@@ -33,6 +33,7 @@ BATCH = 5_000
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS keys (kind TEXT NOT NULL, value TEXT NOT NULL, seq INTEGER NOT NULL,
                                  PRIMARY KEY (kind, value, seq)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS keys_seq ON keys (seq);
 CREATE TABLE IF NOT EXISTS position (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL,
                                      journal TEXT NOT NULL);
 """
@@ -54,8 +55,8 @@ def keys_of(body: bytes) -> list[tuple[str, str]]:
         if isinstance(email, str) and 0 < len(email) <= 320:
             found.add(("email", email.strip().lower()))
     for user in (event.get("userId"), event.get("anonymousId")):
-        if isinstance(user, (str, int)) and not isinstance(user, bool) and 0 < len(str(user)) <= 256:
-            found.add(("user", str(user)))
+        if isinstance(user, (str, int)) and not isinstance(user, bool) and 0 < len(str(user).strip()) <= 256:
+            found.add(("user", str(user).strip()))  # as a search reads it
     message = event.get("sg_message_id") or properties.get("sg_message_id")
     if isinstance(message, str) and message:
         found.add(("message", message.split(".", 1)[0][:256]))
@@ -91,7 +92,8 @@ class SearchIndex:
             self._conn.execute("DELETE FROM position")
             row = None
         self.position = int(row[0]) if row else 0
-        # Searches read through a connection of their own (WAL: never waiting for the indexer).
+        # Searches read through a connection of their own; they run on the index's one thread, so a
+        # search may wait for the batch being written (a few tens of milliseconds).
         self._reader = self._conn if path == ":memory:" else sqlite3.connect(path, check_same_thread=False)
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -162,7 +164,7 @@ class SearchIndex:
         """Newest first: the seqs of events with this key (below ``before``)."""
         value = value.strip().lower() if kind == "email" else value.strip()
         if kind == "message":
-            value = value.split(".", 1)[0]
+            value = value.split(".", 1)[0][:256]  # as keys_of stores it
 
         def read() -> list[int]:
             rows = self._reader.execute(

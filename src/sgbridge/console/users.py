@@ -1,8 +1,8 @@
 """Console users: in the journal (``sgbridge users add``) and in the config (``[[console.users]]``).
 
 Passwords are kept as argon2id hashes (argon2-cffi's defaults); a user in the journal wins over a
-config user of the same name. ``sessions_after`` ends every session a user started before it
-(``sgbridge users passwd`` and ``users remove`` set it)."""
+config user of the same name. A new password or a removal ends the user's sessions (their rows in
+``console_sessions``, sgbridge.console.auth)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,6 @@ _DUMMY = _HASHER.hash("not a password of anyone")
 class User:
     name: str
     role: str
-    sessions_after: float = 0.0
 
     @property
     def operator(self) -> bool:
@@ -45,36 +44,35 @@ class Users:
         self.journal = journal
         self.configured = {u.name: u for u in settings.users}
 
-    def _row(self, name: str) -> tuple[str, str, float] | None:
+    def _row(self, name: str) -> tuple[str, str] | None:
         q = self.journal.q
 
-        def job(conn: Any) -> tuple[str, str, float] | None:
-            row = conn.execute(q("SELECT role, password_hash, sessions_after FROM console_users WHERE name = ?"),
-                               (name,)).fetchone()
-            return None if row is None else (str(row[0]), str(row[1]), float(row[2]))
+        def job(conn: Any) -> tuple[str, str] | None:
+            row = conn.execute(q("SELECT role, password_hash FROM console_users WHERE name = ?"), (name,)).fetchone()
+            return None if row is None else (str(row[0]), str(row[1]))
 
         return self.journal.run_sync(job)
 
     def authenticate(self, name: str, password: str) -> User | None:
         """The user, if the password is theirs (argon2 verification; same cost for unknown names)."""
-        row = self._row(name)
+        row = self._row(name) if len(name) <= 64 else None
         if row is not None:
-            role, hashed, after = row
+            role, hashed = row
         elif name in self.configured:
             config_user = self.configured[name]
-            role, hashed, after = config_user.role, config_user.password_hash.get_secret_value(), 0.0
+            role, hashed = config_user.role, config_user.password_hash.get_secret_value()
         else:
-            role, hashed, after = "", _DUMMY, 0.0
+            role, hashed = "", _DUMMY
         try:
             _HASHER.verify(hashed, password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return None
-        return User(name, role, after) if role else None
+        return User(name, role) if role else None
 
     def get(self, name: str) -> User | None:
         row = self._row(name)
         if row is not None:
-            return User(name, row[0], row[2])
+            return User(name, row[0])
         if name in self.configured:
             return User(name, self.configured[name].role)
         return None
@@ -93,11 +91,12 @@ class Users:
             if exists and not replace:
                 return False
             if exists:
-                conn.execute(q("UPDATE console_users SET role = ?, password_hash = ?, sessions_after = ? "
-                               "WHERE name = ?"), (role, hashed, now, name))
+                conn.execute(q("UPDATE console_users SET role = ?, password_hash = ? WHERE name = ?"),
+                             (role, hashed, name))
             else:
-                conn.execute(q("INSERT INTO console_users (name, role, password_hash, created_at, sessions_after) "
-                               "VALUES (?, ?, ?, ?, 0)"), (name, role, hashed, now))
+                conn.execute(q("INSERT INTO console_users (name, role, password_hash, created_at) VALUES (?, ?, ?, ?)"),
+                             (name, role, hashed, now))
+            conn.execute(q("DELETE FROM console_sessions WHERE name = ?"), (name,))  # old sessions end
             return True
 
         if not self.journal.run_sync(job):
@@ -108,6 +107,7 @@ class Users:
 
         def job(conn: Any) -> bool:
             gone = int(conn.execute(q("DELETE FROM console_users WHERE name = ?"), (name,)).rowcount) > 0
+            conn.execute(q("DELETE FROM console_sessions WHERE name = ?"), (name,))
             return gone
 
         return self.journal.run_sync(job)

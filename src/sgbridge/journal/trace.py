@@ -22,7 +22,7 @@ def find_seqs(journal: Journal, ref: str, sources: list[str]) -> list[int]:
     """An event by log seq (digits), by ``sg_event_id`` in any of the given sources, or by a Segment
     ``messageId`` (Segment-born events are keyed under ``segment``)."""
     if ref.isdigit():
-        return [int(ref)]
+        return [int(ref)] if int(ref) < 2**63 else []  # past 64 bits: no seq, and no query to make
     keys = [hashlib.blake2b(s.encode() + b"\0" + ref.encode(), digest_size=16).digest() for s in [*sources, "segment"]]
 
     def job(conn: Any) -> list[int]:

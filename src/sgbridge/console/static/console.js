@@ -16,6 +16,7 @@ document.addEventListener("DOMContentLoaded", () => {
   const body = document.querySelector("#tail tbody");
   const status = document.getElementById("tail-status");
   let source = null;
+  let seen = new Set();
   const cell = (row, text, href) => {
     const td = row.insertCell();
     if (href) { const a = document.createElement("a"); a.href = href; a.textContent = text; td.append(a); }
@@ -24,12 +25,16 @@ document.addEventListener("DOMContentLoaded", () => {
   const connect = () => {
     if (source) source.close();
     body.replaceChildren();
+    seen = new Set();
     const params = new URLSearchParams(new FormData(form));
     source = new EventSource(`${form.dataset.stream}?${params}`);
     source.onopen = () => { status.textContent = "live"; };
     source.onerror = () => { status.textContent = "reconnecting…"; };
+    source.addEventListener("ended", () => { source.close(); status.textContent = "session ended: log in again"; });
     source.onmessage = (m) => {
       const e = JSON.parse(m.data);
+      if (seen.has(e.seq)) return;  // after a reconnect the server resumes from Last-Event-ID
+      seen.add(e.seq);
       const row = body.insertRow(0);
       row.dataset.seq = e.seq;
       cell(row, String(e.seq), form.dataset.events + e.seq);

@@ -170,12 +170,18 @@ CREATE TABLE IF NOT EXISTS profiles (
     updated_at REAL NOT NULL
 );
 
--- Console users (sgbridge users add), with argon2 hashes. Sessions begun before sessions_after are
--- over (a new password, a removal) (schema version 7).
+-- Console users (sgbridge users add), with argon2 hashes, and their sessions: a session is valid
+-- while its row exists (logout, a new password or a removal deletes it) (schema version 7).
 CREATE TABLE IF NOT EXISTS console_users (
     name TEXT PRIMARY KEY,
     role TEXT NOT NULL,
     password_hash TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    sessions_after REAL NOT NULL DEFAULT 0
+    created_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS console_sessions (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS console_sessions_name ON console_sessions (name);
