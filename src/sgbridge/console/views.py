@@ -217,29 +217,10 @@ class Views:
     # -- workflow runs ------------------------------------------------------------------------
     async def runs(self, *, workflow: str | None = None, state: str | None = None, before: int | None = None,
                    limit: int = 50) -> list[dict[str, Any]]:
-        where: list[str] = []
-        params: list[Any] = []
-        if workflow:
-            where.append("workflow = ?")
-            params.append(workflow)
-        if state:
-            where.append("state = ?")
-            params.append(state)
-        if before is not None:
-            where.append("id < ?")
-            params.append(before)
-        clause = f"WHERE {' AND '.join(where)} " if where else ""
-        q = self.q
+        from sgbridge.journal.workflow_runs import WorkflowRuns
 
-        def job(conn: Any) -> list[dict[str, Any]]:
-            rows = conn.execute(q("SELECT id, workflow, run_key, state, position, due_at, waiting_for, trigger_seq, "
-                                  f"started_at, updated_at, detail FROM wf_runs {clause}ORDER BY id DESC LIMIT ?"),
-                                (*params, limit)).fetchall()
-            keys = ("id", "workflow", "run_key", "state", "position", "due_at", "waiting_for", "trigger_seq",
-                    "started_at", "updated_at", "detail")
-            return [dict(zip(keys, r, strict=True)) for r in rows]
-
-        return await self.journal.run(job)
+        rows = await asyncio.to_thread(WorkflowRuns(self.journal).list_runs, workflow, state, limit, before)
+        return [{**r.as_json(), "run_key": r.run_key} for r in rows]
 
     async def timers(self, limit: int = 20) -> list[dict[str, Any]]:
         """The next timers due (the wf_runs_due index)."""

@@ -397,8 +397,14 @@ class WorkflowRuns:
         return await self.journal.run(job)
 
     # -- the CLI -------------------------------------------------------------------------
-    def list_runs(self, workflow: str | None = None, state: str | None = None, limit: int = 50) -> list[RunRow]:
-        where, params = [], []
+    def list_runs(self, workflow: str | None = None, state: str | None = None, limit: int = 50,
+                  before: int | None = None) -> list[RunRow]:
+        """Newest first (below run ``before``: the console's keyset pages)."""
+        where: list[str] = []
+        params: list[Any] = []
+        if before is not None:
+            where.append("id < ?")
+            params.append(before)
         if workflow:
             where.append("workflow = ?")
             params.append(workflow)
