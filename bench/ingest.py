@@ -197,12 +197,27 @@ def _wait_ready(url: str) -> None:
 
 def _group_rss_kb(group: int) -> int:
     """RSS of every process of a `serve` (the supervisor and its roles) added up."""
+    return _group_memory_kb(group)[0]
+
+
+def _group_memory_kb(group: int) -> tuple[int, int]:
+    """RSS and PSS of every process of a `serve` added up. RSS counts the pages the processes
+    share (the Python interpreter, the libraries: one copy in memory) once per process; PSS shares
+    each such page out among them, so the sum of PSS is what the processes take together."""
     out = subprocess.run(["pgrep", "-g", str(group)], capture_output=True, text=True).stdout
-    total = 0
+    rss = pss = 0
     for pid in out.split():
-        with suppress(OSError, KeyError):
-            total += _rss_kb(int(pid))["VmRSS"]
-    return total
+        with suppress(OSError, KeyError, ValueError):
+            rss += _rss_kb(int(pid))["VmRSS"]
+            pss += _pss_kb(int(pid))
+    return rss, pss
+
+
+def _pss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    raise KeyError("Pss")
 
 
 def sqlite_baseline(folder: Path, seconds: float = 3.0, rows: int = 1000) -> float:
@@ -470,10 +485,11 @@ def backlog(args: argparse.Namespace, folder: Path, keys: tuple[str, bytes]) -> 
         started = time.perf_counter()
         with bridge(keys[0], folder, seg, SGBRIDGE_DELIVERY__BACKOFF_MAX_SECONDS="1") as (url, proc):
             roles = {role: info["pid"] for role, info in httpx.get(f"{url}/healthz").json()["roles"].items()}
-            peak, per_role = 0, dict.fromkeys(roles, 0)
+            peak, peak_pss, per_role = 0, 0, dict.fromkeys(roles, 0)
             segment_done = warehouse_done = None
             while segment_done is None or warehouse_done is None:
-                peak = max(peak, _group_rss_kb(proc.pid))
+                rss, pss = _group_memory_kb(proc.pid)
+                peak, peak_pss = max(peak, rss), max(peak_pss, pss)
                 for role, pid in roles.items():
                     with suppress(OSError, KeyError):
                         per_role[role] = max(per_role[role], _rss_kb(pid)["VmRSS"])
@@ -486,6 +502,7 @@ def backlog(args: argparse.Namespace, folder: Path, keys: tuple[str, bytes]) -> 
                     raise SystemExit("the backlog did not drain in 20 minutes")
                 time.sleep(0.2)
             row = {"measure": "backlog", "events": stored, "peak_rss_all_processes_mb": peak / 1024,
+                   "peak_pss_all_processes_mb": peak_pss / 1024,
                    **{f"peak_rss_{role}_mb": kb / 1024 for role, kb in per_role.items()},
                    "segment_drained_s": segment_done, "warehouse_drained_s": warehouse_done,
                    "drain_events_per_s": stored / max(segment_done, warehouse_done)}

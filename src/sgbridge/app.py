@@ -63,7 +63,7 @@ class Bridge:
         if "warehouse" in roles and settings.warehouse.enabled:
             from sgbridge.destinations.warehouse import WarehouseDestination
 
-            self.warehouse = WarehouseDestination(settings)
+            self.warehouse = WarehouseDestination(settings, self.journal)
             # One window at a time: loads into one warehouse take turns anyway (a second window in
             # flight measured slower, and doubles the memory of a backlog).
             loads = settings.delivery.model_copy(update={"window_events": settings.warehouse.flush_events,

@@ -13,7 +13,7 @@ from sgbridge.inbound.sendgrid import parse_events
 from sgbridge.journal import Journal
 from sgbridge.journal.housekeeping import prune
 from sgbridge.journal.journal import BACKGROUND_CACHE_MB
-from sgbridge.model import InboundRequest, OutcomeRecord
+from sgbridge.model import InboundRequest, OutcomeRecord, StoredEvent
 from sgbridge.outcomes import DELIVERED, REJECTED, REPLAY_REQUESTED
 from sgbridge.settings import IngestSettings
 
@@ -71,6 +71,31 @@ async def test_expired_claim_is_taken_over(journal: Journal) -> None:
     taken = await journal.claim_window("dest", "live-process", 10, lease=30)
     assert lost and taken and (taken.claim_id, taken.seq_lo, taken.seq_hi) == (lost.claim_id, 1, 2)
     assert [e.seq for e in taken.events] == [1, 2]
+
+
+async def test_a_window_claimed_without_bodies_gets_them_chunk_by_chunk(journal: Journal) -> None:
+    """The warehouse claims windows without the events' bodies and reads them a chunk at a time:
+    the same events, keys and bodies as a window claimed with them, also after a take-over."""
+    await journal.append(_request([str(i) for i in range(10)]))
+    await journal.append(_request(["x", "y"], source="eu"))
+    full = await journal.claim_window("with", "p1", 12, 30)
+    stubs = await journal.claim_window("without", "p1", 12, 30, bodies=False)
+    assert full and stubs and len(full.events) == len(stubs.events) == 12
+    assert {e.body for e in stubs.events} == {b""} and {e.key for e in stubs.events} == {b""}
+    assert all(e.body.startswith(b"{") and e.key for e in full.events)
+    # In chunks, in any order of the log, with a gap: each event gets its own body back.
+    chunk = [stubs.events[7], *stubs.events[2:5], stubs.events[11]]
+    assert journal.with_bodies(chunk) == [full.events[7], *full.events[2:5], full.events[11]]
+    assert journal.with_bodies(stubs.events) == full.events
+    assert journal.with_bodies(full.events[:3]) == full.events[:3]  # bodies already there: as they are
+    # A window taken over from a dead owner is read without bodies too.
+    await journal.run(lambda conn: conn.execute("UPDATE claims SET expires_at = 0 WHERE destination = 'without'"))
+    again = await journal.claim_window("without", "p2", 12, 30, bodies=False)
+    assert again and [e.seq for e in again.events] == [e.seq for e in full.events]
+    assert {e.body for e in again.events} == {b""}
+    # An event that is not in the log (never claimed so) is an error, not an empty row.
+    with pytest.raises(LookupError, match="seq 999"):
+        journal.with_bodies([StoredEvent(999, "default", "delivered", 0.0, b"", b"")])
 
 
 async def test_an_exclusive_destination_has_one_window_in_flight_across_processes(journal: Journal) -> None:

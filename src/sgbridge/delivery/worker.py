@@ -109,7 +109,8 @@ class DeliveryWorker:
                 newest = await self._nothing_new()
                 window = None if newest is None else await self.journal.claim_window(
                     name, self.owner, limit, self.settings.lease_seconds, self.destination.stream,
-                    exclusive=getattr(self.destination, "exclusive", False))
+                    exclusive=getattr(self.destination, "exclusive", False),
+                    bodies=getattr(self.destination, "claims_bodies", True))
                 self._in_flight -= limit - (len(window.events) if window else 0)
                 limit = len(window.events) if window else 0
                 if window is None:

@@ -20,6 +20,10 @@ class Batch(Protocol):
 
 
 class BatchDestination(Protocol):
+    """Optional attributes the worker reads: ``exclusive`` (one window in flight across every
+    process) and ``claims_bodies`` (False: windows come without the events' keys and bodies, which
+    the destination reads itself, a chunk at a time, with ``Journal.with_bodies``)."""
+
     name: str
 
     @property

@@ -42,6 +42,7 @@ from sgbridge.warehouse.keeper import DuckDBKeeper
 from sgbridge.warehouse.tables import ACTIVITY, TABLES, tables_for
 
 log = logging.getLogger(__name__)
+Filler = Callable[[list[StoredEvent]], list[StoredEvent]]  # events → the same events with their bodies
 # Events turned into Arrow tables at once. dlt writes a window's chunks of a table into one file,
 # so DuckDB still gets inserts of whole row groups (122,880 rows; smaller inserts go through its
 # WAL and are written again at the checkpoint); the chunk only bounds the Python lists and Arrow
@@ -126,16 +127,20 @@ class DatasetLoader:
             client.execute_sql(f"CREATE INDEX IF NOT EXISTS activity__sgbridge_seq ON {table} (_sgbridge_seq)")
         self.indexed = True
 
-    def load(self, events: list[StoredEvent]) -> int:
-        """Append the events not loaded yet; returns how many were loaded."""
+    def load(self, events: list[StoredEvent], bodies: Filler = list) -> int:
+        """Append the events not loaded yet; returns how many were loaded.
+
+        ``bodies``: the events of a chunk with their bodies, for events given without them (a window
+        claimed so: ``Journal.with_bodies``); called a chunk at a time, so that only a chunk's bodies
+        are in memory, not the window's."""
         if not events:
             return 0
         try:
-            return self._load(events)
+            return self._load(events, bodies)
         finally:
             _give_back_freed_memory()
 
-    def _load(self, events: list[StoredEvent]) -> int:
+    def _load(self, events: list[StoredEvent], bodies: Filler) -> int:
         with self.keeper or contextlib.nullcontext(), self.lock:
             forget_abandoned(self.pipeline)  # an earlier give-up that did not finish
             gave_up = self._finish_or_abandon()
@@ -144,7 +149,7 @@ class DatasetLoader:
             if not fresh:
                 return 0
             try:
-                self._run(_window_tables(events, done, self._columns_in_use))
+                self._run(_window_tables(events, done, self._columns_in_use, bodies))
             except PipelineStepFailed as exc:
                 # Refused: the rows could not be built or written (extract and normalize are local
                 # steps, the warehouse plays no part), or the load failed as the one given up above
@@ -211,7 +216,8 @@ class DatasetLoader:
             raise RuntimeError(f"{self.pipeline.pipeline_name}: the load did not complete")
 
 
-def _window_tables(events: list[StoredEvent], done: set[int], columns: Callable[[], set[str]]) -> Iterator[Any]:
+def _window_tables(events: list[StoredEvent], done: set[int], columns: Callable[[], set[str]],
+                   bodies: Filler = list) -> Iterator[Any]:
     """The window's rows, built a chunk at a time, each table marked with its name.
 
     One load for the whole window (dlt's fixed cost per load is paid once, and DuckDB's inserts are
@@ -220,29 +226,30 @@ def _window_tables(events: list[StoredEvent], done: set[int], columns: Callable[
     columns in use).
 
     ``columns``: the columns ``activity`` has, asked when dlt starts extracting (after it has
-    synced its schema with the warehouse).
+    synced its schema with the warehouse). ``bodies``: a chunk's events with their bodies (read
+    in the builder's thread, for the chunk only).
     """
     loaded = pa.array(sorted(done), pa.int64()) if done else None
     in_use = columns()
     chunks = [events[start:start + CHUNK_EVENTS] for start in range(0, len(events), CHUNK_EVENTS)]
     with ThreadPoolExecutor(1, thread_name_prefix="warehouse-rows") as builder:
-        ahead = builder.submit(_chunk_tables, chunks[0], loaded, in_use)
+        ahead = builder.submit(_chunk_tables, chunks[0], loaded, in_use, bodies)
         for following in [*chunks[1:], None]:
             tables = ahead.result()
             if following is not None:
-                ahead = builder.submit(_chunk_tables, following, loaded, in_use)
+                ahead = builder.submit(_chunk_tables, following, loaded, in_use, bodies)
             while tables:  # each table let go of once dlt has written it
                 name, table = tables.pop()
                 yield dlt.mark.with_table_name(table, name)
                 del table
 
 
-def _chunk_tables(events: list[StoredEvent], loaded: pa.Array | None,
-                  in_use: set[str]) -> list[tuple[str, pa.Table]]:
+def _chunk_tables(events: list[StoredEvent], loaded: pa.Array | None, in_use: set[str],
+                  bodies: Filler = list) -> list[tuple[str, pa.Table]]:
     """A chunk's tables by name, without the rows of events already in the warehouse (a window
     loaded again after a crash)."""
     out = []
-    for name, table in tables_for(events, in_use).items():
+    for name, table in tables_for(bodies(events), in_use).items():
         if loaded is not None:
             table = table.filter(pc.invert(pc.is_in(table["_sgbridge_seq"], value_set=loaded)))
         if table.num_rows:
