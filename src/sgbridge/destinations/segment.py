@@ -18,6 +18,7 @@ import orjson
 from sgbridge.destinations.classify import classify_error, classify_response
 from sgbridge.journal import streams
 from sgbridge.journal.streams import stream_of
+from sgbridge.jsonbytes import dumps_kept
 from sgbridge.model import OutcomeRecord, StoredEvent
 from sgbridge.outcomes import DROPPED, REJECTED, Outcome
 from sgbridge.routing.sendgrid_to_segment import Skip, to_segment_track
@@ -79,7 +80,7 @@ class SegmentDestination:
             if isinstance(mapped, Skip):
                 skipped.append(OutcomeRecord(stored.seq, REJECTED if mapped.rejected else DROPPED, mapped.reason))
                 continue
-            body = orjson.dumps(mapped)
+            body = dumps_kept(mapped)  # kept with the window: exact size (jsonbytes.py)
             if len(body) > limit:
                 skipped.append(OutcomeRecord(
                     stored.seq, REJECTED, f"event is {len(body)} bytes, over Segment's {limit}-byte limit"))

@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 
 from sgbridge.emulators.segment_profiles import ProfileStore
+from sgbridge.jsonbytes import dumps_kept
 
 MAX_EVENT_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1024
@@ -202,7 +203,7 @@ class SegmentEmulatorState:
             event = message.get("event")
             # orjson hands back a buffer with ~4 KB of spare capacity; copying it to an exact-size
             # bytes object is what keeps a million stored messages at ~0.4 GB instead of ~4 GB.
-            self._blobs.append(bytes(memoryview(orjson.dumps(message))))
+            self._blobs.append(dumps_kept(message))
             self._events.append(sys.intern(event) if isinstance(event, str) else None)
             self._types.append(sys.intern(msg_type))
             self._keys.append(sys.intern(write_key))

@@ -22,6 +22,7 @@ import orjson
 
 from sgbridge.inbound.readable import too_deep, too_deep_reason, unreadable
 from sgbridge.inbound.sendgrid import BadPayload
+from sgbridge.jsonbytes import dumps_kept
 from sgbridge.model import InboundEvent
 
 # Journal source names of Segment-born events; SendGrid source names cannot contain ':'.
@@ -140,7 +141,7 @@ def normalise(item: Any, index: int, source: str, received_at: str, default_type
         raise BadPayload(f"{where} {too_deep_reason()}")
     event.pop("writeKey", None)
     event["receivedAt"] = received_at
-    body = orjson.dumps(event)
+    body = dumps_kept(event)  # kept until the journal writer has it: exact size (jsonbytes.py)
     if len(body) > MAX_EVENT_BYTES:
         raise BadPayload(f"{where} is {len(body)} bytes, over Segment's {MAX_EVENT_BYTES}-byte limit")
     id_key, fp_key = _keys(message_id)

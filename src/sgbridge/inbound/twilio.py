@@ -24,11 +24,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from sgbridge.inbound.asgi import BodyTooLarge, ClientGone, Receive, Scope, Send, header, read_body, send_json
 from sgbridge.inbound.segment import TWILIO_SOURCE
+from sgbridge.jsonbytes import dumps_kept
 from sgbridge.model import InboundEvent, InboundRequest
 from sgbridge.routing.sendgrid_to_segment import iso_utc_ms
 
@@ -124,7 +124,7 @@ class TwilioInbound:
         now = time.time()
         call = status_track(params, query, now)
         key = hashlib.blake2b(f"{SOURCE}\0{call['messageId']}".encode(), digest_size=16).digest()
-        event = InboundEvent(SOURCE, "track", key, key, orjson.dumps(call))
+        event = InboundEvent(SOURCE, "track", key, key, dumps_kept(call))
         result = await self.journal.append(InboundRequest(SOURCE, now, len(body), [event]))
         self.on_append()
         await send_json(send, 200, {"stored": result.accepted, "duplicates": result.duplicates})
