@@ -49,7 +49,7 @@ Filler = Callable[[list[StoredEvent]], list[StoredEvent]]  # events → the same
 # buffers alive at once. With 32,768 (and the journal's smaller page cache and single read of a
 # window, in the same change) the warehouse process's peak on a 400,000-event backlog went from
 # ~1,000 to ~750 MB, in the same time (docs/benchmarks.md).
-CHUNK_EVENTS = 32768
+CHUNK_EVENTS = 32_768
 # Arrow's buffers come from the C library's allocator, not the bundled mimalloc: mimalloc kept the
 # segments of every load, so the process stayed at its peak between loads; freed glibc memory is
 # handed back after each load (``_give_back_freed_memory``).
