@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from sgbridge.delivery import metrics
-from sgbridge.delivery.worker import DeliveryWorker
+from sgbridge.delivery.worker import DeliveryWorker, YieldTo
 from sgbridge.destinations.segment import SegmentDestination
 from sgbridge.inbound.asgi import Receive, Scope, Send, send_json
 from sgbridge.inbound.routes import PATH as WEBHOOK_PATH
@@ -29,6 +29,7 @@ from sgbridge.journal.dialect import SQLiteDialect
 from sgbridge.journal.housekeeping import prune
 from sgbridge.journal.locks import DestinationLocks
 from sgbridge.roles import IN_ONE_PROCESS, destination_names, heartbeat, housekeeping_role
+from sgbridge.roles.pressure import IngestPressure
 from sgbridge.settings import Settings
 
 if TYPE_CHECKING:  # imported where a role needs them: the ingest process never loads dlt or Arrow
@@ -39,6 +40,22 @@ if TYPE_CHECKING:  # imported where a role needs them: the ingest process never 
     from sgbridge.workflows.reconcile import Reconciler
 
 log = logging.getLogger(__name__)
+
+
+def _yield_to_ingest(settings: Settings, roles: frozenset[str]) -> YieldTo | None:
+    """The warehouse's loads wait while the ingest process on this machine is busy (a process of
+    its own under the supervisor: roles/pressure.py), for events up to the configured age."""
+    bound = settings.processes.yield_to_ingest_seconds
+    pressure = IngestPressure()
+    if not bound or "ingest" in roles or pressure.directory is None:
+        return None
+    busy_above = settings.processes.ingest_busy_cpu
+
+    def busy() -> bool:
+        share = pressure.cpu_share()
+        return share is not None and share >= busy_above
+
+    return YieldTo(busy, bound)
 
 
 class Bridge:
@@ -69,7 +86,8 @@ class Bridge:
             loads = settings.delivery.model_copy(update={"window_events": settings.warehouse.flush_events,
                                                          "concurrency": 1})
             self.workers.append(DeliveryWorker(self.journal, self.warehouse, loads, self.warehouse.url,
-                                               pace_seconds=settings.warehouse.flush_seconds))
+                                               pace_seconds=settings.warehouse.flush_seconds,
+                                               yield_to=_yield_to_ingest(settings, roles)))
         self.sync: SyncScheduler | None = None
         wants_sync = "sync" in roles or ("warehouse" in roles and self.warehouse is not None)
         if wants_sync and settings.warehouse.enabled and settings.sync.enabled and settings.sync_sources():

@@ -182,8 +182,9 @@ class WarehouseSettings(_Section):
                                       "warehouse file or the journal); it holds interrupted loads until finished")
     flush_seconds: float = Field(5.0, ge=0, description="a smaller batch waits this long for more events")
     flush_events: int = Field(200_000, ge=1, description="most events per load: larger loads cost less per event "
-                              "(dlt's fixed cost per load, DuckDB's small inserts); at this size a load takes "
-                              "about 350 MB of memory besides the window's events (~0.7 KB each)")
+                              "(dlt's fixed cost per load, DuckDB's small inserts); the bodies are read a chunk "
+                              "at a time, so memory hardly depends on it (the warehouse process peaks at "
+                              "~450 MB, of which ~150 MB are dlt, Arrow and DuckDB themselves)")
     duckdb_memory_limit: str = Field("128MB", description="DuckDB's memory limit while loading (it spills to "
                                      "disk beyond it); DuckDB's own default is 80% of RAM")
 

@@ -39,6 +39,16 @@ RECLAIM_SECONDS = 1.0  # an idle lane still tries a claim this often (expired cl
 
 
 @dataclass(slots=True)
+class YieldTo:
+    """Claims wait while ``busy()`` says another process needs the CPU more (the ingest process,
+    taking a burst of webhooks), for events up to ``max_seconds`` old: then they go on regardless."""
+
+    busy: Callable[[], bool]
+    max_seconds: float
+    poll_seconds: float = 0.25
+
+
+@dataclass(slots=True)
 class _Settled:
     """An event's settlement decided by the worker (``deliver`` raised)."""
 
@@ -51,7 +61,8 @@ class _Settled:
 
 class DeliveryWorker:
     def __init__(self, journal: Journal, destination: BatchDestination | EventDestination, settings: DeliverySettings,
-                 url: str = "", max_events_in_flight: int | None = None, pace_seconds: float = 0.0) -> None:
+                 url: str = "", max_events_in_flight: int | None = None, pace_seconds: float = 0.0,
+                 yield_to: YieldTo | None = None) -> None:
         self.journal = journal
         self.destination = destination
         self.settings = settings
@@ -63,6 +74,7 @@ class DeliveryWorker:
         # After a window smaller than the limit, wait this long so the next one is bigger (the
         # warehouse: each load has a fixed cost).
         self.pace_seconds = pace_seconds
+        self.yield_to = yield_to
         self.owner = f"{uuid.uuid4().hex[:12]}"
         self._empty_at = -1  # the newest seq seen when a claim last found nothing to do
         self._claimed_at = 0.0  # when a claim was last tried (monotonic)
@@ -107,6 +119,8 @@ class DeliveryWorker:
             self._in_flight += limit  # reserved before the await, so lanes do not overshoot together
             try:
                 newest = await self._nothing_new()
+                if newest is not None and self.yield_to is not None:
+                    await self._yield()
                 window = None if newest is None else await self.journal.claim_window(
                     name, self.owner, limit, self.settings.lease_seconds, self.destination.stream,
                     exclusive=getattr(self.destination, "exclusive", False),
@@ -129,6 +143,19 @@ class DeliveryWorker:
                 await asyncio.sleep(1.0)
             finally:
                 self._in_flight -= limit
+
+    async def _yield(self) -> None:
+        """Wait while the process this one yields to is busy and the oldest event waiting for this
+        destination is younger than the bound (so a burst of webhooks is acknowledged first and
+        loaded after, and a steady load is never left behind for more than the bound)."""
+        gate = cast(YieldTo, self.yield_to)
+        while not self._stop.is_set() and gate.busy():
+            oldest = await asyncio.to_thread(self.journal.oldest_waiting, self.destination.name,
+                                             self.destination.stream)
+            if oldest is None or time.time() - oldest >= gate.max_seconds:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=gate.poll_seconds)
 
     async def _nothing_new(self) -> int | None:
         """The newest seq if a claim is worth trying, None if nothing arrived since the last empty one.

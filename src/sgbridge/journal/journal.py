@@ -210,6 +210,22 @@ class Journal:
         row = self._read(lambda conn: conn.execute("SELECT MAX(seq) FROM events").fetchone())
         return int(row[0] or 0)
 
+    def oldest_waiting(self, destination: str, stream: int | None = None) -> float | None:
+        """When the oldest event not yet claimed by ``destination`` arrived (None: none waits),
+        read without the write lock."""
+        q = self.q
+        of_stream, stream_args = ("stream = ? AND ", (stream,)) if stream is not None else ("", ())
+
+        def job(conn: Any) -> float | None:
+            row = conn.execute(q("SELECT position FROM cursors WHERE destination = ?"), (destination,)).fetchone()
+            top = conn.execute(q("SELECT MAX(seq_hi) FROM claims WHERE destination = ?"), (destination,)).fetchone()
+            start = max(int(row[0]) if row else 0, int(top[0] or 0))
+            first = conn.execute(q(f"SELECT received_at FROM events WHERE {of_stream}seq > ? ORDER BY seq LIMIT 1"),
+                                 (*stream_args, start)).fetchone()
+            return float(first[0]) if first else None
+
+        return self._read(job)
+
     def with_bodies(self, events: Sequence[StoredEvent], stream: int | None = None) -> list[StoredEvent]:
         """The events with their key and body, for those claimed without them (``bodies=False``),
         read on the reader connection in one range scan (blocking: call it from a worker thread).

@@ -15,6 +15,10 @@ class ProcessSettings(BaseModel):
     restart_initial_seconds: float = Field(0.5, gt=0, description="first wait before a role that died is "
                                            "started again (doubled on each quick death)")
     restart_max_seconds: float = Field(30.0, gt=0, description="longest wait between restarts of a role")
+    yield_to_ingest_seconds: float = Field(15.0, ge=0, description="while the ingest process on this machine is "
+                                           "busy, warehouse loads wait, for events up to this old (then they go on "
+                                           "regardless); 0: they never wait")
+    ingest_busy_cpu: float = Field(0.6, gt=0, description="ingest counts as busy above this share of a CPU core")
     heartbeat_seconds: float = Field(2.0, gt=0, description="how often each role says it is alive (/healthz)")
     hung_after_seconds: float = Field(60.0, gt=0, description="a role whose heartbeat is this old while its "
                                       "process still runs is taken as hung: it is killed and started again")
