@@ -150,12 +150,16 @@ def test_the_installed_sendgrid_emulator_validates_with_the_bundled_specs(instal
         paged = httpx.get(f"{url}/v3/marketing/lists", headers=auth, params={"page_size": "x"}, timeout=5)
         assert paged.status_code == 400 and paged.json()["errors"][0]["field"] == "page_size"
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def test_the_installed_console_serves_its_pages_and_assets(installed: dict[str, Path]) -> None:
@@ -193,9 +197,4 @@ def test_the_installed_console_serves_its_pages_and_assets(installed: dict[str, 
             assert done.status_code == 303
             assert "wheel (operator)" in client.get("/ui/").text
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
