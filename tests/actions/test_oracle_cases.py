@@ -12,8 +12,8 @@ makes and sees refused are the same effect: none.
 The documented differences (docs/actions.md, "Differences from Segment's destinations") are
 applied before comparing, each as a named rule:
 
-* ``mail-custom-args``: sgbridge adds ``segment_user_id`` and ``segment_message_id`` to a mail's
-  ``custom_args``; checked, then removed.
+* ``mail-custom-args``: sgbridge adds ``segment_user_id`` (the userId), ``segment_anonymous_id`` and
+  ``segment_message_id`` to a mail's ``custom_args``; checked, then removed.
 * ``nulls-left-out``: Segment sends ``null`` for mapped traits that are null; sgbridge leaves
   them out.
 * ``coalesced``: sgbridge merges the rows of one contact in a PUT (later values win, docs
@@ -47,7 +47,7 @@ import httpx
 import orjson
 import pytest
 
-from sgbridge.actions.sendgrid.plans import MESSAGE_ID_ARG, USER_ID_ARG
+from sgbridge.actions.sendgrid.plans import ANONYMOUS_ID_ARG, MESSAGE_ID_ARG, USER_ID_ARG
 from sgbridge.actions.testing import run_action_test
 from tests.actions.replay import Received
 
@@ -199,10 +199,12 @@ def _normal_body(method: str, url: str, body: Any, side: str, event: dict[str, A
     if isinstance(body, dict) and path.endswith("/v3/mail/send") and side == "sgbridge":
         args = body["personalizations"][0].get("custom_args") or {}
         user = args.pop(USER_ID_ARG, None)
+        anonymous = args.pop(ANONYMOUS_ID_ARG, None)
         message = args.pop(MESSAGE_ID_ARG, None)
         if event is not None:
-            assert user == (None if event.get("userId") is None and event.get("anonymousId") is None
-                            else str(event.get("userId") or event.get("anonymousId"))), user
+            assert user == (None if event.get("userId") in (None, "") else str(event["userId"])), user
+            assert anonymous == (None if event.get("anonymousId") in (None, "") else str(event["anonymousId"])), \
+                anonymous
             assert message == event.get("messageId"), message
         if not args:
             body["personalizations"][0].pop("custom_args", None)

@@ -7,8 +7,8 @@ listed headers. Documented differences (docs/actions.md, "Differences from Segme
 
 * GET requests are not compared: sgbridge caches field definitions and reads them only when a
   custom field has to be resolved, where Segment reads them on every call.
-* ``sendEmail`` adds ``segment_user_id`` and ``segment_message_id`` to ``custom_args``; they are
-  checked, then removed before the comparison.
+* ``sendEmail`` adds ``segment_user_id`` (the userId), ``segment_anonymous_id`` and
+  ``segment_message_id`` to ``custom_args``; they are checked, then removed before the comparison.
 * The User-Agent is sgbridge's.
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sgbridge.actions.sendgrid.plans import MESSAGE_ID_ARG, USER_ID_ARG
+from sgbridge.actions.sendgrid.plans import ANONYMOUS_ID_ARG, MESSAGE_ID_ARG, USER_ID_ARG
 from sgbridge.actions.testing import run_action_test
 from tests.actions.replay import Received, ReplayApi
 from tests.conftest import PEER_FIXTURES
@@ -48,7 +48,8 @@ def _destination(data: dict[str, Any], path: Path) -> str:
 def _strip_sgbridge_args(body: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
     """Check and remove the custom_args sgbridge adds to every email."""
     args = body["personalizations"][0]["custom_args"]
-    assert args.pop(USER_ID_ARG) == str(event.get("userId") or event.get("anonymousId"))
+    for arg, field in ((USER_ID_ARG, "userId"), (ANONYMOUS_ID_ARG, "anonymousId")):
+        assert args.pop(arg, None) == (None if event.get(field) in (None, "") else str(event[field])), arg
     assert args.pop(MESSAGE_ID_ARG) == event["messageId"]
     if not args:
         del body["personalizations"][0]["custom_args"]

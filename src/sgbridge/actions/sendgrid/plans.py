@@ -35,7 +35,8 @@ MIN_IP_POOL_NAME_LENGTH, MAX_IP_POOL_NAME_LENGTH = 2, 64
 MAX_SCHEDULE_SECONDS = 72 * 3600
 # custom_args sgbridge adds to every email, so the email's own events can be tied back to the user
 # and to the Segment event that caused it (see docs/actions.md).
-USER_ID_ARG = "segment_user_id"
+USER_ID_ARG = "segment_user_id"  # the Segment source makes it the events' userId (sources.*.user_id_arg)
+ANONYMOUS_ID_ARG = "segment_anonymous_id"  # a property of the events, never their userId
 MESSAGE_ID_ARG = "segment_message_id"
 
 
@@ -208,9 +209,11 @@ def plan_send_email(payload: dict[str, Any], event: dict[str, Any], now: float, 
     if tag:
         # sgbridge: tie the email's events back to the Segment user and to this Segment event.
         args = body["personalizations"][0].setdefault("custom_args", {})
-        user = event.get("userId") or event.get("anonymousId")
-        if user is not None:
-            args.setdefault(USER_ID_ARG, str(user))
+        # Only a userId becomes the events' userId: an anonymousId there made every email to an
+        # anonymous visitor come back as an identified user named by that id.
+        for arg, field in ((USER_ID_ARG, "userId"), (ANONYMOUS_ID_ARG, "anonymousId")):
+            if event.get(field) not in (None, ""):
+                args.setdefault(arg, str(event[field]))
         if message_id:
             args.setdefault(MESSAGE_ID_ARG, message_id)
     return [MailSend(body, message_id)]
