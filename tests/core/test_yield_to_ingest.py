@@ -137,3 +137,20 @@ async def test_the_oldest_waiting_event_is_past_the_cursor_and_the_claims(tmp_pa
         assert journal.oldest_waiting("dest", 1) is None  # another stream: nothing of it waits
     finally:
         journal.close()
+
+
+async def test_a_worker_stopped_while_it_yields_claims_nothing(tmp_path: Path) -> None:
+    journal = Journal(f"sqlite:///{tmp_path / 'stopped.db'}")
+    try:
+        destination = _Recorder()
+        worker = DeliveryWorker(journal, destination, DeliverySettings(concurrency=1, poll_seconds=0.05),
+                                yield_to=YieldTo(lambda: True, max_seconds=30.0, poll_seconds=0.05))
+        await _store(journal, 5)
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(worker.run)
+            await anyio.sleep(0.5)
+            worker.stop()
+        claims = journal.run_sync(lambda conn: conn.execute("SELECT COUNT(*) FROM claims").fetchone()[0])
+    finally:
+        journal.close()
+    assert destination.taken_at == [] and claims == 0

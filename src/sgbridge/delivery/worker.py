@@ -121,6 +121,8 @@ class DeliveryWorker:
                 newest = await self._nothing_new()
                 if newest is not None and self.yield_to is not None:
                     await self._yield()
+                    if self._stop.is_set():
+                        continue  # stopped while yielding: no new window
                 window = None if newest is None else await self.journal.claim_window(
                     name, self.owner, limit, self.settings.lease_seconds, self.destination.stream,
                     exclusive=getattr(self.destination, "exclusive", False),
