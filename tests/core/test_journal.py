@@ -237,3 +237,19 @@ def test_the_writer_survives_a_database_that_refuses_connections_for_a_while() -
             assert journal._submit(seen).result(timeout=10) == 1  # back
         finally:
             journal.close()
+
+
+def test_a_read_after_close_is_refused_and_opens_no_connection(tmp_path: Path) -> None:
+    """A thread that outlives its process's shutdown (a lane's look at the newest seq, a load's
+    read of its bodies) must not open a connection that nobody closes."""
+    from sgbridge.journal.journal import JournalClosed
+
+    journal = Journal(f"sqlite:///{tmp_path / 'closed.db'}")
+    assert journal.latest_seq() == 0  # the reader is open
+    journal.close()
+    with pytest.raises(JournalClosed):
+        journal.latest_seq()
+    with pytest.raises(JournalClosed):
+        journal.with_bodies([StoredEvent(1, "default", "open", 0.0, b"", b"")])
+    assert journal._reader is None
+    assert isinstance(JournalClosed("x"), ConnectionError)  # what was reading retries, never rejects

@@ -80,6 +80,11 @@ UPGRADABLE = ("2", "3", "4", "5", "6")
 BACKGROUND_CACHE_MB = 8
 
 
+class JournalClosed(ConnectionError):
+    """A read after ``Journal.close`` (a thread that outlived its process's shutdown): refused rather
+    than a new connection nobody closes. A ``ConnectionError``: what was reading retries later."""
+
+
 class JournalUnavailable(Exception):
     """The journal cannot be opened (bad URL, server unreachable, wrong schema): one line for the operator."""
 
@@ -113,6 +118,7 @@ class Journal:
             raise JournalUnavailable(f"cannot open the journal at {redacted(database_url)}: {detail}") from exc
         self._reader: Any = None  # opened on first use: a read outside the writer's transactions
         self._reader_lock = threading.Lock()
+        self._closed = False
 
     # -- plumbing -------------------------------------------------------------------------
     def _apply_schema(self) -> None:
@@ -186,6 +192,7 @@ class Journal:
     def close(self) -> None:
         self._writer.close()
         with self._reader_lock:
+            self._closed = True
             if self._reader is not None:
                 self._reader.close()
                 self._reader = None
@@ -195,6 +202,8 @@ class Journal:
         readers run beside another process's writer)."""
         with self._reader_lock:
             if self._reader is None:
+                if self._closed:
+                    raise JournalClosed("the journal is closed")
                 self._reader = self.dialect.connect()
             try:
                 return fn(self._reader)
