@@ -23,11 +23,14 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
 import ingest  # the bench's body maker, wrk runner and process helpers
+from sgbridge.roles.pressure import cpu_seconds as process_cpu_seconds
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    used = process_cpu_seconds(pid)
+    if used is None:
+        raise RuntimeError(f"process {pid} is gone")
+    return used
 
 
 def main() -> None:

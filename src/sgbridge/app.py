@@ -46,8 +46,10 @@ def _yield_to_ingest(settings: Settings, roles: frozenset[str]) -> YieldTo | Non
     """The warehouse's loads wait while the ingest process on this machine is busy (a process of
     its own under the supervisor: roles/pressure.py), for events up to the configured age."""
     bound = settings.processes.yield_to_ingest_seconds
+    if not bound or "ingest" in roles:
+        return None
     pressure = IngestPressure()
-    if not bound or "ingest" in roles or pressure.directory is None:
+    if pressure.directory is None:
         return None
     busy_above = settings.processes.ingest_busy_cpu
 

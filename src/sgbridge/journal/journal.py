@@ -219,6 +219,11 @@ class Journal:
         row = self._read(lambda conn: conn.execute("SELECT MAX(seq) FROM events").fetchone())
         return int(row[0] or 0)
 
+    def _claimed_up_to(self, conn: Any, destination: str, position: int) -> int:
+        """The seq after which nothing is claimed yet: past the cursor and every window claimed."""
+        top = conn.execute(self.q("SELECT MAX(seq_hi) FROM claims WHERE destination = ?"), (destination,)).fetchone()
+        return max(position, int(top[0] or 0))
+
     def oldest_waiting(self, destination: str, stream: int | None = None) -> float | None:
         """When the oldest event not yet claimed by ``destination`` arrived (None: none waits),
         read without the write lock."""
@@ -227,8 +232,7 @@ class Journal:
 
         def job(conn: Any) -> float | None:
             row = conn.execute(q("SELECT position FROM cursors WHERE destination = ?"), (destination,)).fetchone()
-            top = conn.execute(q("SELECT MAX(seq_hi) FROM claims WHERE destination = ?"), (destination,)).fetchone()
-            start = max(int(row[0]) if row else 0, int(top[0] or 0))
+            start = self._claimed_up_to(conn, destination, int(row[0]) if row else 0)
             first = conn.execute(q(f"SELECT received_at FROM events WHERE {of_stream}seq > ? ORDER BY seq LIMIT 1"),
                                  (*stream_args, start)).fetchone()
             return float(first[0]) if first else None
@@ -332,8 +336,7 @@ class Journal:
             if exclusive and conn.execute(q("SELECT 1 FROM claims WHERE destination = ? AND done = 0 LIMIT 1"),
                                           (destination,)).fetchone() is not None:
                 return None  # another window is in flight (an expired one was taken over above)
-            top = conn.execute(q("SELECT MAX(seq_hi) FROM claims WHERE destination = ?"), (destination,)).fetchone()[0]
-            start = max(position, int(top or 0))
+            start = self._claimed_up_to(conn, destination, position)
             events = [made(r) for r in conn.execute(
                 q(f"SELECT {fields} FROM events WHERE {of_stream}seq > ? ORDER BY seq LIMIT ?"),
                 (*stream_args, start, limit))]

@@ -21,7 +21,8 @@ _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 MIN_INTERVAL = 0.2  # seconds between two readings for a share to mean something
 
 
-def _cpu_seconds(pid: int) -> float | None:
+def cpu_seconds(pid: int) -> float | None:
+    """CPU seconds (user and system) a process has used; None if it is gone or there is no /proc."""
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -59,7 +60,7 @@ class IngestPressure:
         now = time.monotonic()
         if self._last is not None and now - self._last[0] < MIN_INTERVAL:
             return self._share
-        used = _cpu_seconds(pid)
+        used = cpu_seconds(pid)
         if used is None:
             self._last = self._share = None
             return None
